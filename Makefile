@@ -1,0 +1,70 @@
+# Entry points. The README names two of them: `make up` (suite on a local cluster, samples Ready)
+# and `make test` (every test; `.ci/run` calls it). Everything else is a building block.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CACHE        ?= $(HOME)/.cache/agility
+NODE_KUBECONFIG      := /var/lib/agility-e2e/node/kubeconfig
+APISERVER_KUBECONFIG := /var/lib/agility-e2e/apiserver/kubeconfig
+NAMESPACE    ?= agility-system
+CARGO_EXCLUDE_CLUSTER := --exclude agility-e2e-suite --exclude agility-integration
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: ## Install and build everything the project needs (apt, Go components, helm, kubeconform); cached
+	e2e/cluster/setup-host.sh
+	hack/install-tools.sh
+
+up: setup images cluster-up install samples ## Bring the suite up on a local cluster with the samples Ready
+
+down: cluster-down ## Tear the local cluster down completely
+
+cluster-up: ## Start the single-node cluster (prints the kubeconfig path)
+	e2e/cluster/up.sh
+
+cluster-down: ## Stop the single-node cluster and remove everything it created
+	e2e/cluster/down.sh
+
+images: ## Build the OCI image archives and import them into the local node
+	e2e/images/images.sh build --all
+	e2e/images/images.sh import --all
+
+install: ## Install the operator on the local cluster from the rendered manifests
+	hack/install-local.sh
+
+samples: ## Apply the samples and wait until every one is Ready
+	hack/apply-samples.sh
+
+fmt: ## rustfmt check
+	cargo fmt --all -- --check
+
+clippy: ## clippy with warnings denied
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit: ## Unit tests (no cluster)
+	cargo test --workspace --locked $(CARGO_EXCLUDE_CLUSTER)
+
+drift: ## Regenerate CRDs, chart CRDs and manifests; fail on any difference
+	hack/check-drift.sh
+
+chart: ## helm lint and kubeconform on the rendered chart
+	hack/check-chart.sh
+
+integration: ## Controller tests against a real kube-apiserver + etcd (tier 1)
+	kc=$$(e2e/cluster/apiserver.sh up | tail -n 1); \
+	KUBECONFIG=$$kc cargo test -p agility-integration --locked -- --test-threads=1; \
+	e2e/cluster/apiserver.sh down
+
+e2e: ## e2e tests on the full local node (brings it up if needed)
+	kc=$$(e2e/cluster/up.sh | tail -n 1); \
+	$(MAKE) images install; \
+	KUBECONFIG=$$kc cargo test -p agility-e2e-suite --locked -- --test-threads=1 --nocapture
+
+measure: ## Print cluster numbers (build time, warm up time, pod start latency)
+	e2e/cluster/measure.sh
+
+test: setup fmt clippy unit drift chart integration e2e down ## Every test, as CI runs it (ends with the cluster torn down)
+
+.PHONY: help setup up down cluster-up cluster-down images install samples fmt clippy unit drift chart integration e2e measure test
