@@ -1,0 +1,190 @@
+//! Command-line interface of `agility-operator`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use agility_core::telemetry::LogFormat;
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// The Agility operator: runs the enabled product controllers in one leader-elected process.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agility-operator",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Flags of `run` when no subcommand is given.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controllers (the default).
+    Run(RunArgs),
+    /// Write `<plural>.<group>.yaml` for every CRD of every product into a directory.
+    Crdgen(CrdgenArgs),
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Comma-separated controller names to run (default: all). An empty value runs none.
+    #[arg(long, value_delimiter = ',')]
+    pub controllers: Option<Vec<String>>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Elect a leader over a Lease so that only one replica reconciles (`--leader-election=false`
+    /// to disable, e.g. for a single local process).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub leader_election: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "agility-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the pod's namespace, else the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the election (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Lease duration in seconds: how long a crashed leader blocks a takeover.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_duration_seconds: u64,
+
+    /// How often the leader renews the Lease, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub lease_renew_seconds: u64,
+
+    /// Log format: json or text (level from RUST_LOG).
+    #[arg(long, env = "AGILITY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Flags of `crdgen`.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct CrdgenArgs {
+    /// Directory to write (or check) the CRD files in.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Do not write: exit non-zero listing every file that differs from what would be written.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl Cli {
+    /// The subcommand, with `run` as the default.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Run(self.run))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (project rule)
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        let mut argv = vec!["agility-operator"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().into_command()
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse(args) {
+            Command::Run(r) => r,
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_is_the_default_with_documented_defaults() {
+        // SAFETY of the assertions: the env-backed flags must not leak from the test environment.
+        let r = run_args(&[]);
+        assert_eq!(r.controllers, None);
+        assert_eq!(r.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert!(r.leader_election);
+        assert_eq!(r.lease_name, "agility-operator");
+        assert_eq!(r.lease_duration_seconds, 15);
+        assert_eq!(r.lease_renew_seconds, 5);
+        assert_eq!(run_args(&["run"]), r);
+    }
+
+    #[test]
+    fn parses_every_run_flag() {
+        let r = run_args(&[
+            "run",
+            "--controllers",
+            "redis,kms",
+            "--http-addr",
+            "127.0.0.1:9090",
+            "--leader-election=false",
+            "--lease-name",
+            "x",
+            "--lease-namespace",
+            "ops",
+            "--identity",
+            "pod-1",
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(
+            r.controllers,
+            Some(vec!["redis".to_owned(), "kms".to_owned()])
+        );
+        assert_eq!(r.http_addr.port(), 9090);
+        assert!(!r.leader_election);
+        assert_eq!(r.lease_name, "x");
+        assert_eq!(r.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(r.identity.as_deref(), Some("pod-1"));
+        assert_eq!(r.log_format, LogFormat::Json);
+        // Flags also work without the explicit subcommand, and a bare --leader-election means true.
+        let r = run_args(&["--leader-election", "--controllers", "redis"]);
+        assert!(r.leader_election);
+        assert_eq!(r.controllers, Some(vec!["redis".to_owned()]));
+    }
+
+    #[test]
+    fn parses_crdgen() {
+        match parse(&["crdgen", "--out", "crds", "--check"]) {
+            Command::Crdgen(c) => {
+                assert_eq!(c.out, PathBuf::from("crds"));
+                assert!(c.check);
+            }
+            other => panic!("expected crdgen, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            vec!["agility-operator", "--log-format", "yaml"],
+            vec!["agility-operator", "--http-addr", "nope"],
+            vec!["agility-operator", "--lease-duration-seconds", "1"],
+            vec!["agility-operator", "crdgen"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,58 @@
+//! `agility-operator`: runs every enabled Agility product controller in one process.
+//! See `docs/core.md` for how products plug in.
+
+mod cli;
+mod crdgen;
+mod products;
+mod run;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> Result<()> {
+    match Cli::parse().into_command() {
+        Command::Crdgen(args) => {
+            let crds: Vec<_> = products::all().iter().flat_map(|p| p.crds()).collect();
+            let files = crdgen::render(&crds)?;
+            if args.check {
+                let problems = crdgen::diff(&args.out, &files)?;
+                if !problems.is_empty() {
+                    for p in &problems {
+                        eprintln!("{}: {p}", args.out.display());
+                    }
+                    bail!(
+                        "{} CRD file(s) out of date; run `agility-operator crdgen --out {}`",
+                        problems.len(),
+                        args.out.display()
+                    );
+                }
+                println!(
+                    "{}: {} CRD file(s) up to date",
+                    args.out.display(),
+                    files.len()
+                );
+            } else {
+                crdgen::write(&args.out, &files)?;
+                println!("{}: wrote {} CRD file(s)", args.out.display(), files.len());
+            }
+            Ok(())
+        }
+        Command::Run(args) => {
+            agility_core::telemetry::init(args.log_format)
+                .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+            let products = products::select(products::all(), args.controllers.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the Tokio runtime")?;
+            let result = runtime.block_on(run::run(args, products));
+            if let Err(e) = &result {
+                tracing::error!(error = %format!("{e:#}"), "agility-operator stopped");
+            }
+            result
+        }
+    }
+}
