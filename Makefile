@@ -8,7 +8,9 @@ CACHE        ?= $(HOME)/.cache/agility
 NODE_KUBECONFIG      := /var/lib/agility-e2e/node/kubeconfig
 APISERVER_KUBECONFIG := /var/lib/agility-e2e/apiserver/kubeconfig
 NAMESPACE    ?= agility-system
-CARGO_EXCLUDE_CLUSTER := --exclude agility-e2e-suite --exclude agility-integration
+CARGO_EXCLUDE_CLUSTER := --exclude agility-integration
+# Cargo builds live outside the checkout so a fresh clone (CI) reuses them.
+export CARGO_TARGET_DIR ?= $(CACHE)/target
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
