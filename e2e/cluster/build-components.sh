@@ -34,3 +34,10 @@ build_module kubernetes "$K8S_VERSION" "$CLUSTER_DIR/components/kubernetes" \
   k8s.io/kubernetes/cmd/kubectl
 
 build_module etcd "$ETCD_VERSION" "$CLUSTER_DIR/components/etcd" -ldflags "-s -w" .
+
+# Cluster DNS, run by the node harness as a host process in the node's network namespace.
+build_module coredns "$COREDNS_VERSION" "$CLUSTER_DIR/components/coredns" -ldflags "-s -w" github.com/coredns/coredns
+
+# NetworkPolicy enforcement (iptables + ipset; see README.md for why not kube-network-policies).
+build_module kube-router "$KUBE_ROUTER_VERSION" "$CLUSTER_DIR/components/kube-router" -ldflags "-s -w" \
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
