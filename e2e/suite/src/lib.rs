@@ -1,0 +1,1 @@
+//! Test-only crate: the e2e tests live in `tests/`.
