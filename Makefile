@@ -8,7 +8,7 @@ CACHE        ?= $(HOME)/.cache/agility
 NODE_KUBECONFIG      := /var/lib/agility-e2e/node/kubeconfig
 APISERVER_KUBECONFIG := /var/lib/agility-e2e/apiserver/kubeconfig
 NAMESPACE    ?= agility-system
-CARGO_EXCLUDE_CLUSTER := --exclude agility-integration
+CARGO_EXCLUDE_CLUSTER := --exclude agility-integration --exclude agility-e2e-suite
 # Cargo builds live outside the checkout so a fresh clone (CI) reuses them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
@@ -19,7 +19,13 @@ setup: ## Install and build everything the project needs (apt, Go components, he
 	e2e/cluster/setup-host.sh
 	hack/install-tools.sh
 
-up: setup images cluster-up install samples ## Bring the suite up on a local cluster with the samples Ready
+up: setup ## Bring the suite up on a local cluster with the samples Ready
+	$(MAKE) images-build
+	kc=$$(e2e/cluster/up.sh | tail -n 1); \
+	$(MAKE) images-import; \
+	KUBECONFIG=$$kc hack/install-local.sh; \
+	KUBECONFIG=$$kc hack/apply-samples.sh; \
+	echo "export KUBECONFIG=$$kc"
 
 down: cluster-down ## Tear the local cluster down completely
 
@@ -29,9 +35,13 @@ cluster-up: ## Start the single-node cluster (prints the kubeconfig path)
 cluster-down: ## Stop the single-node cluster and remove everything it created
 	e2e/cluster/down.sh
 
-images: ## Build the OCI image archives and import them into the local node
+images: images-build images-import ## Build the OCI image archives and import them into the local node
+
+images-build: ## Build the OCI image archives (~/.cache/agility/images)
 	e2e/images/images.sh build --all
-	e2e/images/images.sh import --all
+
+images-import: ## Import the archives into the local node's containerd (kind.sh loads them itself)
+	if [ "$${AGILITY_CLUSTER_PROVIDER:-}" != kind ]; then e2e/images/images.sh import --all; fi
 
 install: ## Install the operator on the local cluster from the rendered manifests
 	hack/install-local.sh
@@ -59,9 +69,11 @@ integration: ## Controller tests against a real kube-apiserver + etcd (tier 1)
 	KUBECONFIG=$$kc cargo test -p agility-integration --locked -- --test-threads=1; \
 	e2e/cluster/apiserver.sh down
 
-e2e: ## e2e tests on the full local node (brings it up if needed)
+e2e: ## e2e tests on the full local node (brings it up if needed; kept up for inspection)
+	$(MAKE) images-build
 	kc=$$(e2e/cluster/up.sh | tail -n 1); \
-	$(MAKE) images install; \
+	$(MAKE) images-import; \
+	KUBECONFIG=$$kc hack/install-local.sh; \
 	KUBECONFIG=$$kc cargo test -p agility-e2e-suite --locked -- --test-threads=1 --nocapture
 
 measure: ## Print cluster numbers (build time, warm up time, pod start latency)
@@ -69,4 +81,4 @@ measure: ## Print cluster numbers (build time, warm up time, pod start latency)
 
 test: setup fmt clippy unit drift chart integration e2e down ## Every test, as CI runs it (ends with the cluster torn down)
 
-.PHONY: help setup up down cluster-up cluster-down images install samples fmt clippy unit drift chart integration e2e measure test
+.PHONY: help setup up down cluster-up cluster-down images images-build images-import install samples fmt clippy unit drift chart integration e2e measure test
