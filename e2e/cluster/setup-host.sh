@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 # iptables (nft backend) for kube-proxy and kube-router, ipset for kube-router, conntrack, openssl
 # for the certificates, dig for the DNS checks, gcc for the sandbox image, busybox for test tools.
 packages=(containerd runc containernetworking-plugins iptables ipset conntrack openssl dnsutils curl iproute2
-  util-linux gcc libc6-dev busybox-static redis-server redis-tools)
+  util-linux bc gcc libc6-dev busybox-static redis-server redis-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
