@@ -5,7 +5,11 @@ cd "$(dirname "$0")/.."
 kubectl=${KUBECTL:-$HOME/.cache/agility/kubernetes-v1.34.4/bin/kubectl}
 export KUBECONFIG=${KUBECONFIG:-/var/lib/agility-e2e/node/kubeconfig}
 namespace=${NAMESPACE:-agility-system}
+existed=false
+"$kubectl" -n "$namespace" get deployment/agility-operator >/dev/null 2>&1 && existed=true
 "$kubectl" apply --server-side --force-conflicts -f manifests/install.yaml >&2
-# A new operator image under an unchanged tag needs a restart to be picked up.
-"$kubectl" -n "$namespace" rollout restart deployment/agility-operator >&2
+# A rebuilt operator image keeps its tag, so a running Deployment needs a restart to pick it up.
+if $existed; then
+  "$kubectl" -n "$namespace" rollout restart deployment/agility-operator >&2
+fi
 "$kubectl" -n "$namespace" rollout status deployment/agility-operator --timeout=180s >&2
