@@ -32,14 +32,7 @@ up() {
   new_sa_keypair "$DIR/pki"
   write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$API_PORT" "$DIR/pki" admin
 
-  start_daemon "$PIDS" etcd "$DIR/logs/etcd.log" "$ETCD_BIN/etcd" \
-    --name tier1 --data-dir "$DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-cluster "tier1=http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --unsafe-no-fsync --quota-backend-bytes 1073741824
-  wait_for 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  start_etcd "$PIDS" "$DIR/logs/etcd.log" tier1 "$DIR/etcd" "$ETCD_PORT" 1073741824
 
   start_daemon "$PIDS" kube-apiserver "$DIR/logs/kube-apiserver.log" "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \

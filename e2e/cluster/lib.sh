@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the cluster scripts: pinned versions, cache and state paths, daemon helpers, certificates.
 # Sourced, never run. Everything a script starts is tracked by a PID file and stopped by that PID.
 
@@ -59,6 +60,19 @@ stop_daemon() {
     log "stopped $name (pid $pid)"
   fi
   rm -f "$piddir/$name.pid"
+}
+
+# start_etcd PIDDIR LOGFILE NAME DATADIR CLIENT_PORT QUOTA_BYTES: a single-member etcd on loopback
+# (peer port CLIENT_PORT+1). fsync is off: these clusters are disposable and the disk is shared.
+start_etcd() {
+  local piddir=$1 logfile=$2 name=$3 data=$4 port=$5 quota=$6
+  local client="http://127.0.0.1:$port" peer="http://127.0.0.1:$((port + 1))"
+  start_daemon "$piddir" etcd "$logfile" "$ETCD_BIN/etcd" \
+    --name "$name" --data-dir "$data" \
+    --listen-client-urls "$client" --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "$name=$peer" \
+    --unsafe-no-fsync --quota-backend-bytes "$quota"
+  wait_for 30 "etcd" curl -sf "$client/health"
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.5 s.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The local single node: layout, configuration files and the start order. Sourced by up.sh,
 # down.sh and measure.sh, never run.
 #
@@ -238,14 +239,7 @@ EOF
 }
 
 start_control_plane() {
-  start_daemon "$PIDS" etcd "$LOGS/etcd.log" "$ETCD_BIN/etcd" \
-    --name node --data-dir "$DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-cluster "node=http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --unsafe-no-fsync --quota-backend-bytes 2147483648
-  wait_for 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  start_etcd "$PIDS" "$LOGS/etcd.log" node "$DIR/etcd" "$ETCD_PORT" 2147483648
 
   local encryption=${AGILITY_ENCRYPTION_CONFIG:-$DIR/encryption.yaml}
   if [ -z "${AGILITY_ENCRYPTION_CONFIG:-}" ]; then

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DeleteParams;
 
 use crate::error::{Error, Result};
-use crate::namespace::TestNamespace;
+use crate::namespace::{TestNamespace, dns_label_chars};
 
 /// Deletes a pod; `grace_seconds = Some(0)` is an immediate kill.
 pub async fn delete_pod(ns: &TestNamespace, pod: &str, grace_seconds: Option<u32>) -> Result<()> {
@@ -52,17 +52,7 @@ pub fn cut_policy_name(labels: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}-{v}"))
         .collect::<Vec<_>>()
         .join("-");
-    let clean: String = joined
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let mut name = format!("e2e-cut-{clean}");
+    let mut name = format!("e2e-cut-{}", dns_label_chars(&joined));
     name.truncate(63);
     name.trim_end_matches('-').to_string()
 }

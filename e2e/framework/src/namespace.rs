@@ -33,10 +33,10 @@ pub struct TestNamespace {
     finished: bool,
 }
 
-/// `e2e-<test>-<random>`, lowercase DNS-1123, at most 63 characters.
-pub fn namespace_name(test: &str, suffix: &str) -> String {
-    let mut clean: String = test
-        .chars()
+/// `text` lowercased with every character outside `[a-z0-9]` replaced by `-` (DNS-1123 label
+/// characters; callers bound the length and trim the ends).
+pub fn dns_label_chars(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
@@ -44,7 +44,12 @@ pub fn namespace_name(test: &str, suffix: &str) -> String {
                 '-'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `e2e-<test>-<random>`, lowercase DNS-1123, at most 63 characters.
+pub fn namespace_name(test: &str, suffix: &str) -> String {
+    let mut clean = dns_label_chars(test);
     clean.truncate(63 - "e2e-".len() - 1 - suffix.len());
     let clean = clean.trim_matches('-');
     format!("e2e-{clean}-{suffix}")
