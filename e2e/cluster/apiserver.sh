@@ -10,6 +10,8 @@ PIDS=$DIR/pids
 ETCD_PORT=${AGILITY_T1_ETCD_PORT:-22379}
 API_PORT=${AGILITY_T1_API_PORT:-16443}
 KUBECONFIG_FILE=$DIR/kubeconfig
+# kubectl's discovery cache in our state dir rather than ~/.kube, so `down` removes it.
+export KUBECACHEDIR=$DIR/kubectl-cache
 
 healthy() {
   pid_alive "$PIDS/etcd.pid" && pid_alive "$PIDS/kube-apiserver.pid" &&
@@ -55,6 +57,7 @@ down() {
   stop_daemon "$PIDS" kube-apiserver
   stop_daemon "$PIDS" etcd
   rm -rf "$DIR"
+  rmdir "$STATE_ROOT" 2>/dev/null || true
   log "tier 1 down; removed $DIR"
 }
 

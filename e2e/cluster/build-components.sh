@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cluster components from the Go module proxy at pinned versions into
 # ~/.cache/agility/<component>-<version>/bin. A build goes to <dir>.partial and is renamed when
-# complete, so an interrupted build is never reused. Prints nothing but logs when all are cached.
+# complete, so an interrupted build is never reused. Logs (stderr) each component's state and the
+# elapsed time: the cold build time on the first run, seconds on a warm one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -11,6 +12,7 @@ build_module() {
   shift 3
   local out=$CACHE/$name-$version
   if [ -d "$out/bin" ]; then
+    log "$name $version: cached in $out (cold build took $(cat "$out/build-seconds" 2>/dev/null || echo '?')s)"
     return 0
   fi
   log "building $name $version (cold; cached afterwards in $out)"
@@ -24,6 +26,7 @@ build_module() {
 }
 
 command -v go >/dev/null || die "go is required (the machine image provides it)"
+all_start=$SECONDS
 
 v=k8s.io/component-base/version
 build_module kubernetes "$K8S_VERSION" "$CLUSTER_DIR/components/kubernetes" \
@@ -41,3 +44,4 @@ build_module coredns "$COREDNS_VERSION" "$CLUSTER_DIR/components/coredns" -ldfla
 # NetworkPolicy enforcement (iptables + ipset; see README.md for why not kube-network-policies).
 build_module kube-router "$KUBE_ROUTER_VERSION" "$CLUSTER_DIR/components/kube-router" -ldflags "-s -w" \
   github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+log "components ready in $((SECONDS - all_start))s"

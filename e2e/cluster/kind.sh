@@ -18,9 +18,16 @@ case "${1:-}" in
     mkdir -p "$(dirname "$kc")"
     "$KIND" get kubeconfig --name "$CLUSTER" >"$kc"
     PATH=$(dirname "$KIND"):$PATH "$REPO_DIR/e2e/images/images.sh" import --all --kind "$CLUSTER" >&2
+    # Same reach as the local node: route the pod and Service ranges to kind's node container, so
+    # the tests connect to pod IPs and ClusterIPs and resolve names through 10.96.0.10 directly.
+    node_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$CLUSTER-control-plane")
+    ip route replace 10.244.0.0/16 via "$node_ip"
+    ip route replace 10.96.0.0/16 via "$node_ip"
     echo "$kc"
     ;;
   down)
+    ip route del 10.244.0.0/16 2>/dev/null || true
+    ip route del 10.96.0.0/16 2>/dev/null || true
     "$KIND" delete cluster --name "$CLUSTER" >&2 || true
     rm -rf "$STATE_ROOT/kind"
     ;;

@@ -75,6 +75,40 @@ start_etcd() {
   wait_for 30 "etcd" curl -sf "$client/health"
 }
 
+# stop_daemons PIDDIR NAME...: stop_daemon for several at once (SIGTERM to all, then one shared
+# 15 s grace period), for daemons whose stop order no longer matters.
+stop_daemons() {
+  local piddir=$1 name pid i
+  shift
+  local -A pids=()
+  for name in "$@"; do
+    [ -s "$piddir/$name.pid" ] || continue
+    pid=$(cat "$piddir/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids[$name]=$pid
+    else
+      rm -f "$piddir/$name.pid"
+    fi
+  done
+  for i in $(seq 1 150); do
+    for name in "${!pids[@]}"; do
+      if ! kill -0 "${pids[$name]}" 2>/dev/null; then
+        log "stopped $name (pid ${pids[$name]})"
+        rm -f "$piddir/$name.pid"
+        unset "pids[$name]"
+      fi
+    done
+    [ ${#pids[@]} -eq 0 ] && return 0
+    sleep 0.1
+  done
+  for name in "${!pids[@]}"; do
+    log "$name (${pids[$name]}) ignored SIGTERM; killing"
+    kill -KILL "${pids[$name]}" 2>/dev/null || true
+    rm -f "$piddir/$name.pid"
+  done
+}
+
 # wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.5 s.
 wait_for() {
   local seconds=$1 what=$2 i

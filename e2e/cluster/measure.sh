@@ -13,9 +13,10 @@ for c in "kubernetes-$K8S_VERSION" "etcd-$ETCD_VERSION" "coredns-$COREDNS_VERSIO
   fi
 done
 
-"$CLUSTER_DIR/down.sh" >/dev/null 2>&1
+# Logs of down/up go to stderr; the numbers are the only stdout.
+"$CLUSTER_DIR/down.sh" >/dev/null
 start=$(date +%s.%N)
-kc=$("$CLUSTER_DIR/up.sh" 2>/dev/null | tail -n 1)
+kc=$("$CLUSTER_DIR/up.sh" | tail -n 1)
 echo "warm up (down, then up.sh until node Ready + DNS answering): $(echo "$(date +%s.%N) - $start" | bc)s"
 AGILITY_CONTAINERD_ADDRESS=$CONTAINERD_SOCK "$REPO_DIR/e2e/images/images.sh" build redis >/dev/null
 AGILITY_CONTAINERD_ADDRESS=$CONTAINERD_SOCK "$REPO_DIR/e2e/images/images.sh" import redis >/dev/null

@@ -38,6 +38,28 @@ KUBELET_DIR=$DIR/kubelet
 
 in_node() { nsenter --net="$NETNS_PATH" "$@"; }
 
+# kubectl's discovery cache lives in the node's state, not in ~/.kube, so down.sh removes it.
+export KUBECACHEDIR=$DIR/kubectl-cache
+
+# Host paths the node's components create outside our state directories whatever they are told:
+# the kubelet's device-plugin socket and log symlinks are hard-coded, containerd 1.6 keeps shim
+# sockets and runc state under /run/containerd, libcni caches results under /var/lib/cni and
+# `ip netns add` bind-mounts /run/netns onto itself. up.sh records which of them did not exist
+# before the first start; down.sh removes those (when empty) and our entries in the others.
+HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns)
+HOST_PATHS_RECORD=$DIR/host-paths-created
+
+record_host_paths() {
+  [ -e "$HOST_PATHS_RECORD" ] && return 0
+  local p
+  mkdir -p "$DIR"
+  : >"$HOST_PATHS_RECORD.tmp"
+  for p in "${HOST_PATHS[@]}"; do
+    [ -e "$p" ] || echo "$p" >>"$HOST_PATHS_RECORD.tmp"
+  done
+  mv "$HOST_PATHS_RECORD.tmp" "$HOST_PATHS_RECORD"
+}
+
 node_kubectl() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 setup_network() {
@@ -78,6 +100,9 @@ make_pki() {
   new_cert "$PKI" kubelet-serving "/CN=$NODE_NAME" serverAuth "DNS:$NODE_NAME,IP:$NODE_IP"
   new_cert "$PKI" coredns "/CN=agility:coredns" clientAuth
   new_cert "$PKI" kube-router "/CN=agility:kube-router" clientAuth
+  # Front proxy (API aggregation): its own CA, so its client cert cannot log in as a user.
+  new_ca "$PKI/front-proxy"
+  new_cert "$PKI/front-proxy" front-proxy-client "/CN=front-proxy-client" clientAuth
   local server="https://$HOST_IP:$API_PORT" c
   for c in admin controller-manager scheduler kube-proxy kubelet coredns kube-router; do
     write_kubeconfig "$DIR/$c.kubeconfig" "$server" "$PKI" "$c"
@@ -144,6 +169,7 @@ clusterDNS: [$DNS_IP]
 clusterDomain: cluster.local
 resolvConf: $DIR/resolv.conf
 failSwapOn: false
+podLogsDir: $DIR/pod-logs
 oomScoreAdj: 0
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
@@ -158,6 +184,7 @@ kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $DIR/kube-proxy.kubeconfig}
 mode: iptables
 clusterCIDR: $POD_CIDR
+nodePortAddresses: [primary]
 hostnameOverride: $NODE_NAME
 bindAddress: $NODE_IP
 healthzBindAddress: $NODE_IP:10256
@@ -266,6 +293,11 @@ EOF
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --requestheader-client-ca-file "$PKI/front-proxy/ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy/front-proxy-client.crt" \
+    --proxy-client-key-file "$PKI/front-proxy/front-proxy-client.key" \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \

@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, network namespaces, mounts)"
+setup_start=$SECONDS
 
 # Debian packages: the container runtime (containerd 1.6, runc), CNI plugins (/usr/lib/cni),
 # iptables (nft backend) for kube-proxy and kube-router, ipset for kube-router, conntrack, openssl
@@ -18,12 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Debian starts services on install where it can; the harness runs its own containerd and
+  # redis-server is only a source of image files.
+  for svc in containerd redis-server; do
+    if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
+  done
 fi
-# Debian starts services on install where it can; the harness runs its own containerd and
-# redis-server is only a source of image files.
-for svc in containerd redis-server; do
-  if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
-done
 
 "$CLUSTER_DIR/build-components.sh"
-log "host ready"
+log "host ready in $((SECONDS - setup_start))s"

@@ -28,6 +28,7 @@ start=$SECONDS
   "$CLUSTER_DIR/build-components.sh"
 command -v containerd >/dev/null || die "containerd is missing: run e2e/cluster/setup-host.sh"
 mkdir -p "$DIR" "$PKI" "$PIDS" "$LOGS" "$RUN_DIR"
+record_host_paths
 setup_network
 make_pki
 write_configs
@@ -37,6 +38,8 @@ start_node
 wait_for 120 "node $NODE_NAME Ready" bash -c \
   "[ \"\$('$KUBECTL' --kubeconfig '$KUBECONFIG_FILE' get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]"
 wait_for 60 "ServiceAccount default" node_kubectl -n default get serviceaccount default
+wait_for 60 "kube-proxy rules for the kubernetes Service" \
+  bash -c "nsenter --net=$NETNS_PATH iptables -t nat -S KUBE-SERVICES | grep -q -- '-d $KUBERNETES_SVC_IP/32'"
 wait_for 60 "CoreDNS answering through $DNS_IP" \
   bash -c "dig +short +time=1 +tries=1 @$DNS_IP kubernetes.default.svc.cluster.local | grep -qx $KUBERNETES_SVC_IP"
 log "node up in $((SECONDS - start))s (Kubernetes $K8S_VERSION; logs in $LOGS)"
