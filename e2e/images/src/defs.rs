@@ -33,6 +33,9 @@ pub struct ImageDef {
     pub labels: BTreeMap<String, String>,
     /// Debian packages installed on the build host (when missing) before files are copied from it.
     pub packages: Vec<String>,
+    /// Upstream versions some of `packages` must have (package → version, e.g. redis-server →
+    /// 7.0.15), so that the tag cannot drift from what is inside.
+    pub package_versions: BTreeMap<String, String>,
     /// C programs compiled with `gcc -static -Os`.
     pub static_c: Vec<StaticC>,
     /// Binaries of this workspace, built with `cargo build --release`.
@@ -165,6 +168,16 @@ impl Definitions {
                     )));
                 }
             }
+            if let Some(p) = img
+                .package_versions
+                .keys()
+                .find(|p| !img.packages.contains(p))
+            {
+                return Err(Error::Definitions(format!(
+                    "{}: package_versions names {p:?}, which is not in packages",
+                    img.name
+                )));
+            }
             for dir in &img.dirs {
                 u32::from_str_radix(&dir.mode, 8).map_err(|_| {
                     Error::Definitions(format!("{}: mode {:?} is not octal", img.name, dir.mode))
@@ -224,6 +237,33 @@ crates = [{ crate = "garage", version = "2.5.0", bin = "garage", to = "/usr/bin/
     }
 
     #[test]
+    fn checked_in_definitions_are_valid() {
+        let defs = Definitions::parse(include_str!("../images.toml")).unwrap();
+        let reference = |n: &str| defs.select(&[n.into()]).unwrap()[0].reference.clone();
+        assert_eq!(reference("pause"), "localhost/agility/pause:3.10");
+        assert_eq!(reference("operator"), "localhost/agility/operator:0.1.0");
+        assert_eq!(reference("redis"), "localhost/agility/redis:7.0.15");
+        let redis = defs.select(&["redis".into()]).unwrap()[0];
+        assert_eq!(redis.package_versions["redis-server"], "7.0.15");
+        assert!(redis.binaries.iter().any(|b| b.to == "/usr/bin/redis-cli"));
+    }
+
+    #[test]
+    fn commented_sketches_in_the_definitions_file_parse() {
+        // The sketches are documentation people copy; keep them valid.
+        let text: String = include_str!("../images.toml")
+            .lines()
+            .skip_while(|l| *l != "# [[image]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let defs = Definitions::parse(&text).unwrap();
+        let names: Vec<_> = defs.image.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["mariadb", "garage"]);
+        assert_eq!(defs.image[1].crates[0].version, "2.5.0");
+    }
+
+    #[test]
     fn rejects_untagged_relative_and_duplicate() {
         let untagged = "[[image]]\nname='a'\nreference='localhost/agility/a'\n";
         assert!(Definitions::parse(untagged).is_err());
@@ -235,5 +275,10 @@ crates = [{ crate = "garage", version = "2.5.0", bin = "garage", to = "/usr/bin/
         assert!(Definitions::parse(dup).is_err());
         let unknown = "[[image]]\nname='a'\nreference='x/a:1'\ncolour='red'\n";
         assert!(Definitions::parse(unknown).is_err());
+        let unlisted_pin =
+            "[[image]]\nname='a'\nreference='x/a:1'\npackage_versions={ redis-server='7.0.15' }\n";
+        assert!(Definitions::parse(unlisted_pin).is_err());
+        let bad_mode = "[[image]]\nname='a'\nreference='x/a:1'\ndirs=[{path='/d', mode='9'}]\n";
+        assert!(Definitions::parse(bad_mode).is_err());
     }
 }

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use agility_images::assemble::{self, BuildEnv};
+use agility_images::assemble;
 use agility_images::defs::{Definitions, ImageDef};
-use agility_images::oci::{self, RunConfig};
+use agility_images::oci;
+use agility_images::plan::BuildEnv;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -25,11 +26,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build archives for the named images (all when none is named).
-    Build { names: Vec<String> },
-    /// Import built archives into containerd (default) or a kind cluster.
-    Import {
+    /// Build archives for the named images.
+    Build {
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
+        /// Every image of the definitions file.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
+    /// Import archives into containerd (default) or a kind cluster; missing archives are built first.
+    Import {
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every image of the definitions file.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
         /// containerd's socket.
         #[arg(
             long,
@@ -63,17 +74,15 @@ fn epoch() -> u64 {
 
 fn build(def: &ImageDef, env: &BuildEnv, out: &Path) -> Result<()> {
     let start = std::time::Instant::now();
-    let fs = assemble::rootfs(def, env).with_context(|| format!("assembling {}", def.name))?;
-    let run = RunConfig {
-        entrypoint: def.entrypoint.clone(),
-        cmd: def.cmd.clone(),
-        user: def.user.clone(),
-        workdir: def.workdir.clone(),
-        env: def.env.clone(),
-        ports: def.ports.clone(),
-        labels: def.labels.clone(),
-    };
-    let archive = oci::build(&def.reference, &run, &fs.to_tar(epoch())?, epoch())?;
+    let epoch = epoch();
+    let image =
+        assemble::assemble(def, env, epoch).with_context(|| format!("assembling {}", def.name))?;
+    let archive = oci::build(
+        &def.reference,
+        &image.run,
+        &image.rootfs.to_tar(epoch)?,
+        epoch,
+    )?;
     let path = out.join(format!("{}.tar", def.name));
     let partial = path.with_extension("tar.partial");
     std::fs::write(&partial, &archive.bytes)
@@ -107,19 +116,30 @@ fn archive_digest(path: &Path) -> Result<String> {
     bail!("{} has no index.json manifest", path.display())
 }
 
-fn import(def: &ImageDef, out: &Path, address: &str, kind: Option<&str>) -> Result<()> {
+fn import(
+    def: &ImageDef,
+    env: &BuildEnv,
+    out: &Path,
+    address: &str,
+    kind: Option<&str>,
+) -> Result<()> {
     let path = out.join(format!("{}.tar", def.name));
+    if !path.exists() {
+        build(def, env, out)?;
+    }
     let digest = archive_digest(&path)?;
     let status = if let Some(cluster) = kind {
         Command::new("kind")
             .args(["load", "image-archive"])
             .arg(&path)
             .args(["--name", cluster])
-            .status()?
+            .status()
+            .context("running kind (is it on PATH?)")?
     } else {
         let listed = Command::new("ctr")
             .args(["--address", address, "-n", "k8s.io", "images", "ls"])
-            .output()?;
+            .output()
+            .context("running ctr (Debian package containerd)")?;
         if !listed.status.success() {
             bail!("ctr images ls: {}", String::from_utf8_lossy(&listed.stderr));
         }
@@ -132,8 +152,10 @@ fn import(def: &ImageDef, out: &Path, address: &str, kind: Option<&str>) -> Resu
         }
         Command::new("ctr")
             .args(["--address", address, "-n", "k8s.io", "images", "import"])
+            .arg("--all-platforms")
             .arg(&path)
-            .status()?
+            .status()
+            .context("running ctr images import")?
     };
     if !status.success() {
         bail!("importing {} failed ({status})", path.display());
@@ -151,26 +173,28 @@ fn main() -> Result<()> {
     let cache = home_cache();
     let out = cli.out.unwrap_or_else(|| cache.join("images"));
     std::fs::create_dir_all(&out)?;
+    let env = BuildEnv {
+        target_dir: std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target")),
+        repo,
+        cache,
+    };
     match cli.command {
-        Cmd::Build { names } => {
-            let env = BuildEnv {
-                target_dir: std::env::var_os("CARGO_TARGET_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| repo.join("target")),
-                repo,
-                cache,
-            };
+        // `--all` and "no names" select the same thing; clap makes sure one of them was asked for.
+        Cmd::Build { names, all: _ } => {
             for def in defs.select(&names)? {
                 build(def, &env, &out)?;
             }
         }
         Cmd::Import {
             names,
+            all: _,
             containerd_address,
             kind,
         } => {
             for def in defs.select(&names)? {
-                import(def, &out, &containerd_address, kind.as_deref())?;
+                import(def, &env, &out, &containerd_address, kind.as_deref())?;
             }
         }
         Cmd::List => {

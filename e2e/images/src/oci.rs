@@ -175,7 +175,7 @@ pub fn build(reference: &str, run: &RunConfig, layer_tar: &[u8], epoch: u64) -> 
 }
 
 /// Seconds since the epoch as an RFC 3339 UTC timestamp (days-from-civil; no calendar crate needed).
-fn rfc3339(epoch: u64) -> String {
+pub fn rfc3339(epoch: u64) -> String {
     let days = epoch / 86_400;
     let secs = epoch % 86_400;
     let z = days as i64 + 719_468;
