@@ -24,6 +24,12 @@ pub enum Error {
     Exec { pod: String, detail: String },
     #[error("dns: {0}")]
     Dns(String),
+    /// Host-side fault injection could not find or signal the container's process.
+    #[error("host-side access to {pod}: {detail}")]
+    Host { pod: String, detail: String },
+    /// An object lacks something the framework needs (a name, a kind, a UID, ...).
+    #[error("invalid object: {0}")]
+    InvalidObject(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

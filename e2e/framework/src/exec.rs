@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub struct ExecOutput {
     pub stdout: String,
     pub stderr: String,
-    /// 0 on success; the exit code the runtime reported otherwise.
+    /// 0 on success; the command's exit code otherwise (a command that could not run is an error).
     pub exit_code: i32,
 }
 
@@ -55,11 +55,7 @@ pub async fn exec(
     tokio::join!(read_out, read_err);
     let status = status.await;
     proc.join().await.map_err(|e| fail(e.to_string()))?;
-    let exit_code = match status {
-        Some(s) if s.status.as_deref() == Some("Success") => 0,
-        Some(s) => exit_code(&s).unwrap_or(-1),
-        None => -1,
-    };
+    let exit_code = outcome(status.as_ref()).map_err(fail)?;
     Ok(ExecOutput {
         stdout,
         stderr,
@@ -67,8 +63,28 @@ pub async fn exec(
     })
 }
 
+type Status = k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+
+/// The exit code an exec's final Status reports; an error when the command did not run at all
+/// (e.g. "executable file not found"), which is not an exit code.
+fn outcome(status: Option<&Status>) -> std::result::Result<i32, String> {
+    let Some(status) = status else {
+        return Err("the connection closed without an exit status".into());
+    };
+    if status.status.as_deref() == Some("Success") {
+        return Ok(0);
+    }
+    if status.reason.as_deref() == Some("NonZeroExitCode") {
+        return exit_code(status).ok_or_else(|| format!("exit status without a code: {status:?}"));
+    }
+    Err(status
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("{status:?}")))
+}
+
 /// The exit code in a failed exec's Status (`details.causes[reason=ExitCode].message`).
-fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i32> {
+fn exit_code(status: &Status) -> Option<i32> {
     status
         .details
         .as_ref()?
@@ -86,14 +102,37 @@ fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) ->
 mod tests {
     use super::*;
 
+    fn status(value: serde_json::Value) -> Status {
+        serde_json::from_value(value).unwrap()
+    }
+
     #[test]
     fn reads_exit_code_from_status() {
-        let status = serde_json::from_value(serde_json::json!({
+        let failed = status(serde_json::json!({
             "status": "Failure",
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}
-        }))
-        .unwrap();
-        assert_eq!(exit_code(&status), Some(3));
+        }));
+        assert_eq!(exit_code(&failed), Some(3));
+        assert_eq!(outcome(Some(&failed)), Ok(3));
+        assert_eq!(
+            outcome(Some(&status(serde_json::json!({"status": "Success"})))),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_command_that_did_not_run_is_an_error() {
+        let not_found = status(serde_json::json!({
+            "status": "Failure",
+            "reason": "InternalError",
+            "message": "exec: \"nope\": executable file not found in $PATH"
+        }));
+        assert!(
+            outcome(Some(&not_found))
+                .unwrap_err()
+                .contains("executable file not found")
+        );
+        assert!(outcome(None).is_err());
     }
 }

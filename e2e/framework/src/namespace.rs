@@ -1,16 +1,18 @@
-//! A temporary namespace per test: deleted when the test passes, kept with a dump of its objects,
-//! events and logs under `target/e2e-artifacts/<test>/` when it fails.
+//! A temporary namespace per test: deleted by `finish()` at the end of a passing test; kept, with a
+//! dump of its objects, events and logs under `target/e2e-artifacts/<test>/`, when the test panics
+//! or ends without `finish()` (an early error return).
 
 use std::fmt::Debug;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::discovery::{self, Scope};
-use kube::{Api, Client, Resource};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
+use kube::{Api, Client, Config, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,10 +25,16 @@ use crate::{dump, wait, yaml};
 pub const FIELD_MANAGER: &str = "agility-e2e";
 /// The label every test namespace carries (so leftovers are easy to find).
 pub const E2E_LABEL: &str = "agility.dev/e2e";
+/// How long a failed test's dump may take.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `apply_yaml` waits for a kind to be served (a CRD applied just before).
+const KIND_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One test's namespace.
 pub struct TestNamespace {
     client: Client,
+    /// For the failure dump, which needs a client of its own (see `Drop`).
+    config: Config,
     reach: Reach,
     name: String,
     test: String,
@@ -62,18 +70,30 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Where a failed test's dump goes.
+/// Where a failed test's dump goes: `$AGILITY_E2E_ARTIFACTS/<test>`, by default
+/// `<workspace>/target/e2e-artifacts/<test>`.
 pub fn artifacts_dir(test: &str) -> PathBuf {
     let root = std::env::var_os("AGILITY_E2E_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-artifacts")
+            // This crate sits at <workspace>/e2e/framework.
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest
+                .ancestors()
+                .nth(2)
+                .unwrap_or(manifest)
+                .join("target/e2e-artifacts")
         });
     root.join(test)
 }
 
 impl TestNamespace {
-    pub(crate) async fn create(client: Client, reach: Reach, test: &str) -> Result<Self> {
+    pub(crate) async fn create(
+        client: Client,
+        config: Config,
+        reach: Reach,
+        test: &str,
+    ) -> Result<Self> {
         let name = namespace_name(test, &random_suffix());
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name, "labels": { E2E_LABEL: "true" } }
@@ -84,6 +104,7 @@ impl TestNamespace {
             .await?;
         Ok(TestNamespace {
             client,
+            config,
             reach,
             name,
             test: test.to_string(),
@@ -130,33 +151,77 @@ impl TestNamespace {
             .await?)
     }
 
-    /// Server-side applies every document of a YAML stream; namespaced kinds land in this namespace.
+    /// Server-side applies every document of a YAML stream (kinds found by discovery, so CRDs
+    /// applied earlier in the same stream work). Namespaced objects without a namespace land in
+    /// this namespace; an explicit namespace is kept.
     pub async fn apply_yaml(&self, text: &str) -> Result<Vec<DynamicObject>> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut applied = Vec::new();
         for mut obj in yaml::parse_documents(text)? {
-            let gvk = obj
-                .types
-                .as_ref()
-                .ok_or_else(|| Error::Yaml("no kind".into()))?
-                .try_into()
-                .map_err(|e| Error::Yaml(format!("{e}")))?;
-            let (resource, caps) = discovery::pinned_kind(&self.client, &gvk).await?;
-            let api: Api<DynamicObject> = match caps.scope {
-                Scope::Namespaced => {
-                    obj.metadata.namespace = Some(self.name.clone());
-                    Api::namespaced_with(self.client.clone(), &self.name, &resource)
-                }
-                Scope::Cluster => Api::all_with(self.client.clone(), &resource),
-            };
+            let gvk = yaml::gvk(&obj)?;
+            let (resource, caps) = self.resolve_kind(&gvk).await?;
             let name = obj
                 .metadata
                 .name
                 .clone()
-                .ok_or_else(|| Error::Yaml("object has no name".into()))?;
+                .ok_or_else(|| Error::Yaml(format!("a {} has no name", gvk.kind)))?;
+            let api: Api<DynamicObject> = match caps.scope {
+                Scope::Namespaced => {
+                    let ns = obj
+                        .metadata
+                        .namespace
+                        .get_or_insert_with(|| self.name.clone())
+                        .clone();
+                    Api::namespaced_with(self.client.clone(), &ns, &resource)
+                }
+                Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+            };
             applied.push(api.patch(&name, &params, &Patch::Apply(&obj)).await?);
         }
         Ok(applied)
+    }
+
+    /// Discovery of one kind; a CRD created a moment ago takes a few seconds to be served, so a
+    /// miss is retried for a while.
+    async fn resolve_kind(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
+        let deadline = Instant::now() + KIND_DISCOVERY_TIMEOUT;
+        loop {
+            match discovery::pinned_kind(&self.client, gvk).await {
+                Ok(found) => return Ok(found),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(Error::Yaml(format!(
+                        "the API server does not serve {}/{} {} (after {KIND_DISCOVERY_TIMEOUT:?}): {e}",
+                        gvk.group, gvk.version, gvk.kind
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Waits until `done` holds for object `name` of this namespace (see [`wait::wait_for`]).
+    pub async fn wait_for<K, F>(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        done: F,
+    ) -> Result<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+        K::DynamicType: Default,
+        F: Fn(&K) -> bool,
+    {
+        wait::wait_for(&self.api::<K>(), name, timeout, what, done).await
+    }
+
+    /// Waits until object `name` of this namespace is gone.
+    pub async fn wait_deleted<K>(&self, name: &str, timeout: Duration) -> Result<()>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        wait::wait_deleted(&self.api::<K>(), name, timeout).await
     }
 
     /// Waits until pod `name` is Running and Ready.
@@ -187,9 +252,27 @@ impl TestNamespace {
         .await
     }
 
-    /// Runs a command in a pod of this namespace.
+    /// Runs a command in a pod of this namespace (its first container).
     pub async fn exec(&self, pod: &str, command: &[&str]) -> Result<ExecOutput> {
         exec::exec(&self.api::<Pod>(), pod, None, command).await
+    }
+
+    /// Runs a command in a named container of a pod of this namespace.
+    pub async fn exec_in(
+        &self,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+    ) -> Result<ExecOutput> {
+        exec::exec(&self.api::<Pod>(), pod, Some(container), command).await
+    }
+
+    /// Writes the namespace's objects, events and logs to `target/e2e-artifacts/<test>/` now
+    /// (a failing test gets this automatically).
+    pub async fn dump(&self) -> Result<PathBuf> {
+        let dir = artifacts_dir(&self.test);
+        dump::namespace(&self.client, &self.name, &dir).await?;
+        Ok(dir)
     }
 
     /// Deletes the namespace: call at the end of a passing test.
@@ -203,43 +286,52 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// A namespace not [`finish`](TestNamespace::finish)ed belongs to a failed test (a panic, or an
+    /// early return of an error): it is kept, with a dump of what was in it.
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        // Drop cannot await, and the test's runtime may be gone: do the work on a thread with a
-        // runtime of its own.
-        let client = self.client.clone();
+        let why = if std::thread::panicking() {
+            "test failed"
+        } else {
+            "test ended without finish()"
+        };
+        // Drop cannot await, and the test's runtime may be single-threaded and blocked right here
+        // (the client's connection task lives on it): dump from a thread with a runtime and a
+        // client of its own.
+        let config = self.config.clone();
         let name = self.name.clone();
-        let test = self.test.clone();
-        let failed = std::thread::panicking();
+        let dir = artifacts_dir(&self.test);
         let worker = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            else {
-                return;
+            {
+                Ok(rt) => rt,
+                Err(e) => return Err(format!("no runtime for the dump: {e}")),
             };
             rt.block_on(async move {
-                if failed {
-                    let dir = artifacts_dir(&test);
-                    match dump::namespace(&client, &name, &dir).await {
-                        Ok(()) => eprintln!(
-                            "e2e: test failed; kept namespace {name}, dump in {}",
-                            dir.display()
-                        ),
-                        Err(e) => {
-                            eprintln!("e2e: test failed; kept namespace {name}; dump failed: {e}")
-                        }
-                    }
-                } else {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
+                let client = Client::try_from(config).map_err(|e| e.to_string())?;
+                tokio::time::timeout(DUMP_TIMEOUT, dump::namespace(&client, &name, &dir))
+                    .await
+                    .map_err(|_| format!("dump took longer than {DUMP_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())
+            })
         });
-        let _ = worker.join();
+        let dir = artifacts_dir(&self.test);
+        match worker.join() {
+            Ok(Ok(())) => eprintln!(
+                "e2e: {why}; kept namespace {}; dump in {}",
+                self.name,
+                dir.display()
+            ),
+            Ok(Err(e)) => eprintln!("e2e: {why}; kept namespace {}; dump failed: {e}", self.name),
+            Err(_) => eprintln!(
+                "e2e: {why}; kept namespace {}; the dump panicked",
+                self.name
+            ),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! `AGILITY_E2E_REACH=port-forward`: connections then go through the API server's port-forward.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
@@ -30,23 +31,51 @@ pub enum Reach {
     PortForward,
 }
 
+/// How long [`Reach::detect`] waits for the cluster DNS to accept a TCP connection.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Reach {
-    /// From `AGILITY_E2E_REACH` (`route`, the default, or `port-forward`) and `AGILITY_E2E_DNS`.
-    pub fn from_env() -> Self {
-        Self::parse(
+    /// From `AGILITY_E2E_REACH` (`route`, `port-forward`, or `auto`/unset: [`Reach::detect`]) and
+    /// `AGILITY_E2E_DNS` (the cluster DNS address, default 10.96.0.10).
+    pub async fn from_env() -> Result<Self> {
+        let (mode, dns) = Self::parse(
             std::env::var("AGILITY_E2E_REACH").ok().as_deref(),
             std::env::var("AGILITY_E2E_DNS").ok().as_deref(),
-        )
+        )?;
+        Ok(match mode {
+            Some(reach) => reach,
+            None => Self::detect(dns).await,
+        })
     }
 
-    fn parse(mode: Option<&str>, dns: Option<&str>) -> Self {
-        match mode {
-            Some("port-forward") => Reach::PortForward,
-            _ => Reach::Route {
-                dns: dns
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(IpAddr::V4(DEFAULT_DNS)),
-            },
+    /// The explicit mode (`None`: detect) and the DNS address.
+    fn parse(mode: Option<&str>, dns: Option<&str>) -> Result<(Option<Self>, IpAddr)> {
+        let dns = match dns {
+            None | Some("") => IpAddr::V4(DEFAULT_DNS),
+            Some(d) => d
+                .parse()
+                .map_err(|_| Error::Dns(format!("AGILITY_E2E_DNS={d:?} is not an IP address")))?,
+        };
+        let mode = match mode {
+            None | Some("") | Some("auto") => None,
+            Some("route") => Some(Reach::Route { dns }),
+            Some("port-forward") => Some(Reach::PortForward),
+            Some(other) => {
+                return Err(Error::NoCluster(format!(
+                    "AGILITY_E2E_REACH={other:?}: expected route, port-forward or auto"
+                )));
+            }
+        };
+        Ok((mode, dns))
+    }
+
+    /// Route mode when the cluster DNS Service at `dns` accepts TCP from here (so the Service
+    /// range is routed to the cluster), port-forward otherwise.
+    pub async fn detect(dns: IpAddr) -> Self {
+        let probe = tokio::net::TcpStream::connect(SocketAddr::new(dns, 53));
+        match tokio::time::timeout(DETECT_TIMEOUT, probe).await {
+            Ok(Ok(_)) => Reach::Route { dns },
+            _ => Reach::PortForward,
         }
     }
 
@@ -163,18 +192,33 @@ mod tests {
 
     #[test]
     fn mode_from_environment_values() {
+        let default_dns = IpAddr::V4(DEFAULT_DNS);
+        assert_eq!(Reach::parse(None, None).unwrap(), (None, default_dns));
         assert_eq!(
-            Reach::parse(None, None),
-            Reach::Route {
-                dns: IpAddr::V4(DEFAULT_DNS)
-            }
+            Reach::parse(Some("auto"), None).unwrap(),
+            (None, default_dns)
         );
-        assert_eq!(Reach::parse(Some("port-forward"), None), Reach::PortForward);
         assert_eq!(
-            Reach::parse(Some("route"), Some("10.0.0.10")),
-            Reach::Route {
-                dns: "10.0.0.10".parse().unwrap()
-            }
+            Reach::parse(Some("route"), None).unwrap().0,
+            Some(Reach::Route { dns: default_dns })
         );
+        assert_eq!(
+            Reach::parse(Some("port-forward"), None).unwrap().0,
+            Some(Reach::PortForward)
+        );
+        let custom: IpAddr = "10.0.0.10".parse().unwrap();
+        assert_eq!(
+            Reach::parse(Some("route"), Some("10.0.0.10")).unwrap(),
+            (Some(Reach::Route { dns: custom }), custom)
+        );
+        assert!(Reach::parse(Some("tunnel"), None).is_err());
+        assert!(Reach::parse(Some("route"), Some("not-an-ip")).is_err());
+    }
+
+    #[tokio::test]
+    async fn detection_falls_back_to_port_forward_without_a_route() {
+        // Nothing listens on port 53 of this loopback address: no route to a cluster DNS.
+        let unreachable: IpAddr = "127.0.0.77".parse().unwrap();
+        assert_eq!(Reach::detect(unreachable).await, Reach::PortForward);
     }
 }
