@@ -8,6 +8,9 @@ CACHE        ?= $(HOME)/.cache/agility
 NODE_KUBECONFIG      := /var/lib/agility-e2e/node/kubeconfig
 APISERVER_KUBECONFIG := /var/lib/agility-e2e/apiserver/kubeconfig
 NAMESPACE    ?= agility-system
+# A hung test must fail the run, not eat CI's 90 minutes.
+INTEGRATION_TIMEOUT ?= 900
+E2E_TIMEOUT  ?= 2400
 CARGO_EXCLUDE_CLUSTER := --exclude agility-integration --exclude agility-e2e-suite
 # Cargo builds live outside the checkout so a fresh clone (CI) reuses them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
@@ -66,15 +69,17 @@ chart: ## helm lint and kubeconform on the rendered chart
 
 integration: ## Controller tests against a real kube-apiserver + etcd (tier 1)
 	kc=$$(e2e/cluster/apiserver.sh up | tail -n 1); \
-	KUBECONFIG=$$kc cargo test -p agility-integration --locked -- --test-threads=1; \
-	e2e/cluster/apiserver.sh down
+	rc=0; KUBECONFIG=$$kc timeout --kill-after=30 $(INTEGRATION_TIMEOUT) \
+	  cargo test -p agility-integration --locked -- --test-threads=1 || rc=$$?; \
+	e2e/cluster/apiserver.sh down; exit $$rc
 
 e2e: ## e2e tests on the full local node (brings it up if needed; kept up for inspection)
 	$(MAKE) images-build
 	kc=$$(e2e/cluster/up.sh | tail -n 1); \
 	$(MAKE) images-import; \
 	KUBECONFIG=$$kc hack/install-local.sh; \
-	KUBECONFIG=$$kc cargo test -p agility-e2e-suite --locked -- --test-threads=1 --nocapture
+	KUBECONFIG=$$kc timeout --kill-after=30 $(E2E_TIMEOUT) \
+	  cargo test -p agility-e2e-suite --locked -- --test-threads=1 --nocapture
 
 measure: ## Print cluster numbers (build time, warm up time, pod start latency)
 	e2e/cluster/measure.sh
