@@ -8,6 +8,10 @@ namespace=${NAMESPACE:-agility-system}
 existed=false
 "$kubectl" -n "$namespace" get deployment/agility-operator >/dev/null 2>&1 && existed=true
 "$kubectl" apply --server-side --force-conflicts -f manifests/install.yaml >&2
+# The local node has 2 cores: let data pods request a fraction of what their class promises (the
+# limits stay as the class says). Real clusters keep the chart default of 100%.
+"$kubectl" -n "$namespace" set env deployment/agility-operator \
+  AGILITY_REDIS_REQUEST_PERCENT="${AGILITY_REDIS_REQUEST_PERCENT:-5}" >&2
 # A rebuilt operator image keeps its tag, so a running Deployment needs a restart to pick it up.
 if $existed; then
   "$kubectl" -n "$namespace" rollout restart deployment/agility-operator >&2

@@ -29,5 +29,5 @@ pub use apply::{ApplyOutcome, ApplySummary, Child, ChildApplier};
 pub use error::{Categorized, Error, ErrorCategory, Result};
 pub use kube::runtime::controller::Action;
 pub use product::{ControllerContext, ProductController};
-pub use runner::{Reconcile, Runner};
+pub use runner::{ObjectKey, Reconcile, Runner};
 pub use status::Conditions;

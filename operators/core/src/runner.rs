@@ -53,8 +53,12 @@ pub struct Runner<K> {
     namespace: Option<String>,
     backoff: BackoffPolicy,
     concurrency: u16,
+    triggers: Vec<futures::stream::BoxStream<'static, ObjectKey>>,
     _kind: PhantomData<fn() -> K>,
 }
+
+/// `(namespace, name)` of a primary object to reconcile now (see [`Runner::trigger`]).
+pub type ObjectKey = (Option<String>, String);
 
 impl<K> Runner<K>
 where
@@ -71,8 +75,17 @@ where
             namespace: None,
             backoff: BackoffPolicy::default(),
             concurrency: 0,
+            triggers: Vec::new(),
             _kind: PhantomData,
         }
+    }
+
+    /// Reconciles the objects this stream names, in addition to watch events: for state the
+    /// API does not show (e.g. a data-plane failover noticed by a product's own prober).
+    #[must_use]
+    pub fn trigger(mut self, keys: futures::stream::BoxStream<'static, ObjectKey>) -> Self {
+        self.triggers.push(keys);
+        self
     }
 
     /// Declares a child kind: changes to such children re-trigger their owner, and children of this
@@ -159,6 +172,16 @@ where
             .inspect(move |ev| main_sync.observe(0, ev))
             .applied_objects();
         let mut controller = Controller::for_stream_with(main, reader, resource.clone());
+        for keys in self.triggers {
+            let resource = resource.clone();
+            controller = controller.reconcile_on(keys.map(move |(ns, name)| {
+                let r = reflector::ObjectRef::new_with(&name, resource.clone());
+                match ns {
+                    Some(ns) => r.within(&ns),
+                    None => r,
+                }
+            }));
+        }
 
         // Only our own children: the selector keeps foreign objects out of memory.
         let child_selector = format!(

@@ -5,8 +5,7 @@ use agility_core::ProductController;
 
 /// Every product controller, in a stable order.
 pub fn all() -> Vec<Box<dyn ProductController>> {
-    // e.g. `Box::new(agility_redis::RedisController),` once the product crates exist.
-    Vec::new()
+    vec![Box::new(agility_redis::RedisController)]
 }
 
 /// Selects the controllers named in `--controllers` (None = all). Unknown names are an error

@@ -1,0 +1,255 @@
+//! The reconcile pipeline: read → validate/plan → build children → apply → hand the instance to
+//! the failover supervisor → status from what was applied and observed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agility_core::status::Conditions;
+use agility_core::{Action, Child, Reconcile};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use crate::build::network_policy::OperatorPeer;
+use crate::build::statefulset::PodFacts;
+use crate::build::{config, network_policy, pdb, secret, service, statefulset};
+use crate::crd::{Edition, NodeStatus, RedisInstance, RedisInstanceStatus};
+use crate::error::RedisError;
+use crate::ha::supervisor::{HaConfig, HaSnapshot, Supervisor};
+use crate::names;
+use crate::plan::{OperatorSettings, Plan, plan};
+
+/// Controller state shared by every reconcile.
+pub struct State {
+    /// Operator-wide settings.
+    pub settings: OperatorSettings,
+    /// Where the operator runs (admitted by every instance's NetworkPolicy).
+    pub operator: OperatorPeer,
+    /// The failover supervisor.
+    pub supervisor: Arc<Supervisor>,
+}
+
+/// How often a healthy instance is looked at again without any event (reads only).
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconciles one RedisInstance.
+pub async fn reconcile(
+    obj: Arc<RedisInstance>,
+    ctx: Reconcile<State>,
+) -> Result<Action, RedisError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let state = ctx.state();
+    if obj.meta().deletion_timestamp.is_some() {
+        // Children go with the owner (garbage collection); PVCs per deletionPolicy (StatefulSet
+        // retention policy). Nothing external to clean up, so no finalizer.
+        state.supervisor.forget(&ns, &name);
+        return Ok(Action::await_change());
+    }
+    if obj.spec.edition == Edition::Cluster {
+        state.supervisor.forget(&ns, &name);
+        return Err(RedisError::ClusterNotAvailable);
+    }
+    let plan = plan(&obj.spec, &state.settings)?;
+    let password = resolve_password(ctx.client(), &obj).await?;
+    let children = desired(&obj, &plan, &password, &state.operator)?;
+    ctx.apply_children(obj.as_ref(), &children).await?;
+
+    state.supervisor.ensure(
+        &ns,
+        &name,
+        HaConfig {
+            password,
+            expected: plan.pods_per_shard as usize,
+            owner: obj.object_ref(&()),
+            online: online_settings(&plan),
+        },
+    );
+    let snapshot = state.supervisor.snapshot(&ns, &name).unwrap_or_default();
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client().clone(), &ns);
+    let ready_pods = sts
+        .get_opt(&names::statefulset(&name, None))
+        .await
+        .map_err(|e| agility_core::Error::kube("read StatefulSet", e))?
+        .and_then(|s| s.status)
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let (status, transitions) = status(&obj, &plan, &snapshot, ready_pods);
+    ctx.update_status(obj.as_ref(), &status, &transitions)
+        .await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Settings applied online with CONFIG SET (also in redis.conf for restarts).
+fn online_settings(plan: &Plan) -> std::collections::BTreeMap<String, String> {
+    let mut m = plan.online_params.clone();
+    m.insert("maxmemory".into(), plan.maxmemory_bytes.to_string());
+    m.insert(
+        "maxmemory-policy".into(),
+        plan.maxmemory_policy.as_str().into(),
+    );
+    m.insert("maxclients".into(), plan.max_clients.to_string());
+    m
+}
+
+/// Every desired child (pure).
+pub fn desired(
+    obj: &RedisInstance,
+    plan: &Plan,
+    password: &str,
+    operator: &OperatorPeer,
+) -> Result<Vec<Child>, RedisError> {
+    let facts = PodFacts {
+        restart_hash: format!(
+            "{:016x}",
+            agility_core::apply::fnv1a64(format!("{:?}", plan.restart_params).as_bytes())
+        ),
+    };
+    let mut children = vec![
+        Child::new("config", &config::config_map(obj, plan))?,
+        Child::new("connection", &secret::connection_secret(obj, password))?,
+        Child::new("nodes", &service::nodes(obj, plan))?,
+        Child::new("endpoint", &service::endpoint(obj, plan))?,
+        Child::new(
+            "allowlist",
+            &network_policy::network_policy(obj, plan, operator),
+        )?,
+        Child::new(
+            names::COMPONENT_SERVER,
+            &statefulset::statefulset(obj, plan, None, &facts),
+        )?,
+    ];
+    if let Some(pdb) = pdb::pdb(obj, plan) {
+        children.push(Child::new("disruption-budget", &pdb)?);
+    }
+    Ok(children)
+}
+
+async fn resolve_password(
+    client: &kube::Client,
+    obj: &RedisInstance,
+) -> Result<String, RedisError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let read = |s: &Secret, key: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    if let Some(r) = &obj.spec.password_secret_ref {
+        let id = format!("{ns}/{}", r.name);
+        let s = secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| agility_core::Error::kube("read the password Secret", e))?
+            .ok_or_else(|| RedisError::PasswordMissing {
+                secret: id.clone(),
+                reason: "not found".into(),
+            })?;
+        let pw = read(&s, &r.key).ok_or_else(|| RedisError::PasswordMissing {
+            secret: id.clone(),
+            reason: format!("no key {:?}", r.key),
+        })?;
+        if !secret::password_is_usable(&pw) {
+            return Err(RedisError::PasswordUnusable { secret: id });
+        }
+        return Ok(pw);
+    }
+    let existing = secrets
+        .get_opt(&names::connection_secret(&obj.name_any()))
+        .await
+        .map_err(|e| agility_core::Error::kube("read the connection Secret", e))?;
+    Ok(existing
+        .as_ref()
+        .and_then(|s| read(s, names::KEY_PASSWORD))
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(secret::generate_password))
+}
+
+/// Status from the plan, the supervisor's view and the StatefulSet (pure).
+pub fn status(
+    obj: &RedisInstance,
+    plan: &Plan,
+    ha: &HaSnapshot,
+    ready_pods: i32,
+) -> (RedisInstanceStatus, Vec<agility_core::status::Transition>) {
+    let live = obj.status.clone().unwrap_or_default();
+    let mut c = Conditions::new(&live.conditions, obj.meta().generation);
+    let expected = plan.pods_per_shard as i32;
+    let master_up = ha
+        .master
+        .as_ref()
+        .is_some_and(|m| ha.roles.get(m).map(String::as_str) == Some("master"));
+    let phase = match (master_up, &ha.blocked) {
+        (true, _) if ready_pods >= expected => "Running",
+        (true, _) => "Degraded",
+        (false, Some(_)) if live.current_master.is_some() => "Failed",
+        (false, _) => "Creating",
+    };
+    if master_up {
+        c.set(
+            "Ready",
+            true,
+            "MasterAvailable",
+            &format!(
+                "master {} serves the endpoint",
+                ha.master.clone().unwrap_or_default()
+            ),
+        );
+    } else {
+        let why = ha
+            .blocked
+            .clone()
+            .unwrap_or_else(|| "no master elected yet".into());
+        c.set("Ready", false, "NoMaster", &why);
+    }
+    if ready_pods < expected {
+        c.set(
+            "Degraded",
+            true,
+            "NodesNotReady",
+            &format!("{ready_pods} of {expected} nodes Ready"),
+        );
+    } else {
+        c.set(
+            "Degraded",
+            false,
+            "AllNodesReady",
+            &format!("{expected} of {expected} nodes Ready"),
+        );
+    }
+    let (conditions, transitions) = c.finish();
+    let status = RedisInstanceStatus {
+        phase: Some(phase.into()),
+        conditions,
+        observed_generation: obj.meta().generation,
+        endpoint: Some(format!(
+            "{}:{}",
+            names::endpoint_host(&obj.name_any(), &obj.namespace().unwrap_or_default()),
+            names::REDIS_PORT
+        )),
+        connection_secret: Some(names::connection_secret(&obj.name_any())),
+        current_master: ha.master.clone().or(if master_up {
+            None
+        } else {
+            live.current_master.clone()
+        }),
+        nodes: ha
+            .roles
+            .iter()
+            .map(|(pod, role)| NodeStatus {
+                pod: pod.clone(),
+                role: role.clone(),
+                shard: None,
+            })
+            .collect(),
+        class: Some(plan.class.clone()),
+        replication_lag_seconds: ha.lag_seconds,
+        last_failover: ha.last_failover.clone().or(live.last_failover),
+        cluster: None,
+        backup: live.backup,
+    };
+    (status, transitions)
+}

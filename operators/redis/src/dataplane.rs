@@ -1,0 +1,186 @@
+//! The operator's Redis admin client: short timeouts, one multiplexed connection per node, and a
+//! parser for `INFO replication` that the failover logic reads.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
+
+/// A node's replication facts (`INFO replication`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationInfo {
+    /// True for `role:master`.
+    pub is_master: bool,
+    /// A replica's master address.
+    pub master_host: Option<String>,
+    /// A replica's link to its master is up.
+    pub link_up: bool,
+    /// The node's replication offset (master_repl_offset; a replica's processed offset).
+    pub offset: i64,
+    /// A master's replicas: (ip, offset, lag seconds).
+    pub replicas: Vec<(String, i64, i64)>,
+}
+
+/// Parses `INFO replication`.
+pub fn parse_replication(info: &str) -> ReplicationInfo {
+    let mut r = ReplicationInfo::default();
+    let mut slave_offset = None;
+    for line in info.lines() {
+        let Some((k, v)) = line.trim().split_once(':') else {
+            continue;
+        };
+        match k {
+            "role" => r.is_master = v == "master",
+            "master_host" => r.master_host = Some(v.to_owned()),
+            "master_link_status" => r.link_up = v == "up",
+            "master_repl_offset" => r.offset = v.parse().unwrap_or(0),
+            "slave_repl_offset" => slave_offset = v.parse().ok(),
+            k if k.starts_with("slave") && k[5..].chars().all(|c| c.is_ascii_digit()) => {
+                let mut ip = String::new();
+                let (mut off, mut lag) = (0, 0);
+                for kv in v.split(',') {
+                    match kv.split_once('=') {
+                        Some(("ip", x)) => ip = x.to_owned(),
+                        Some(("offset", x)) => off = x.parse().unwrap_or(0),
+                        Some(("lag", x)) => lag = x.parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                r.replicas.push((ip, off, lag));
+            }
+            _ => {}
+        }
+    }
+    if let (false, Some(o)) = (r.is_master, slave_offset) {
+        r.offset = o;
+    }
+    r
+}
+
+/// Errors talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Nothing listens (process gone): a strong sign the node is down.
+    #[error("connection refused")]
+    Refused,
+    /// No answer in time (frozen, overloaded or partitioned).
+    #[error("timed out")]
+    Timeout,
+    /// Anything else (auth, protocol).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<redis::RedisError> for NodeError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_timeout() {
+            NodeError::Timeout
+        } else if e.is_connection_refusal() {
+            NodeError::Refused
+        } else {
+            NodeError::Other(e.to_string())
+        }
+    }
+}
+
+/// Opens an authenticated connection to `ip:port`.
+pub async fn connect(
+    ip: &str,
+    port: i32,
+    password: &str,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, NodeError> {
+    use redis::IntoConnectionInfo;
+    let port = u16::try_from(port).map_err(|_| NodeError::Other(format!("bad port {port}")))?;
+    let info = redis::ConnectionAddr::Tcp(ip.to_owned(), port).into_connection_info()?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_password(password)
+        .set_skip_set_lib_name();
+    let client = Client::open(info.set_redis_settings(settings))?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    match tokio::time::timeout(
+        timeout * 2,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(NodeError::Timeout),
+    }
+}
+
+/// `INFO replication`.
+pub async fn replication(conn: &mut MultiplexedConnection) -> Result<ReplicationInfo, NodeError> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await?;
+    Ok(parse_replication(&info))
+}
+
+/// `REPLICAOF ip port`, or `REPLICAOF NO ONE` for None.
+pub async fn replicaof(
+    conn: &mut MultiplexedConnection,
+    master: Option<(&str, i32)>,
+) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("REPLICAOF");
+    match master {
+        Some((ip, port)) => cmd.arg(ip).arg(port),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    let _: String = cmd.query_async(conn).await?;
+    Ok(())
+}
+
+/// `CONFIG SET name value`.
+pub async fn config_set(
+    conn: &mut MultiplexedConnection,
+    name: &str,
+    value: &str,
+) -> Result<(), NodeError> {
+    let _: String = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// `CONFIG GET name` (first value).
+pub async fn config_get(
+    conn: &mut MultiplexedConnection,
+    name: &str,
+) -> Result<Option<String>, NodeError> {
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(conn)
+        .await?;
+    Ok(v.get(1).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASTER: &str = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=10.244.0.7,port=6379,state=online,offset=5230,lag=1\r\nmaster_failover_state:no-failover\r\nmaster_replid:3f1\r\nmaster_repl_offset:5244\r\n";
+    const REPLICA: &str = "# Replication\r\nrole:slave\r\nmaster_host:10.244.0.6\r\nmaster_port:6379\r\nmaster_link_status:up\r\nslave_read_repl_offset:5244\r\nslave_repl_offset:5230\r\nmaster_repl_offset:5230\r\n";
+
+    #[test]
+    fn parses_master_and_replica() {
+        let m = parse_replication(MASTER);
+        assert!(m.is_master);
+        assert_eq!(m.offset, 5244);
+        assert_eq!(m.replicas, vec![("10.244.0.7".to_owned(), 5230, 1)]);
+        let r = parse_replication(REPLICA);
+        assert!(!r.is_master);
+        assert_eq!(r.master_host.as_deref(), Some("10.244.0.6"));
+        assert!(r.link_up);
+        assert_eq!(r.offset, 5230);
+    }
+}

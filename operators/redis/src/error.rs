@@ -1,0 +1,45 @@
+//! The controller's errors and their categories.
+
+use agility_core::{Categorized, ErrorCategory};
+
+/// A failed reconcile of a RedisInstance.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// The spec cannot be planned.
+    #[error("invalid spec")]
+    Plan(#[from] crate::plan::PlanError),
+    /// The cluster edition is not implemented yet.
+    #[error("the cluster edition is not available yet")]
+    ClusterNotAvailable,
+    /// The user's password Secret is missing or lacks the key.
+    #[error("password Secret {secret}: {reason}")]
+    PasswordMissing {
+        /// `namespace/name`.
+        secret: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The user's password cannot be used.
+    #[error(
+        "password in Secret {secret} is not usable: 8-128 printable ASCII characters without quotes, backslash, space, '%', '@', ':' or '/'"
+    )]
+    PasswordUnusable {
+        /// `namespace/name`.
+        secret: String,
+    },
+    /// A core failure (apply, status, API).
+    #[error(transparent)]
+    Core(#[from] agility_core::Error),
+}
+
+impl Categorized for RedisError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            RedisError::Plan(_)
+            | RedisError::ClusterNotAvailable
+            | RedisError::PasswordUnusable { .. } => ErrorCategory::InvalidSpec,
+            RedisError::PasswordMissing { .. } => ErrorCategory::Dependency,
+            RedisError::Core(e) => e.category(),
+        }
+    }
+}
