@@ -80,7 +80,8 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
-        read_only: Some(read_only),
+        // The API server drops `readOnly: false`; leaving it unset keeps apply drift-free.
+        read_only: read_only.then_some(true),
         ..Default::default()
     }
 }

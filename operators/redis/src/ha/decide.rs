@@ -173,13 +173,21 @@ pub fn decide(nodes: &[NodeView], expected: usize, t: Thresholds) -> Decision {
     d
 }
 
+/// The address every node starts replicating from (nothing listens there): see the start script.
+pub const DANGLING_MASTER_HOST: &str = "127.0.0.1";
+
+/// A node that has not been given a role since it started.
+fn dangling(i: &ReplicationInfo) -> bool {
+    !i.is_master && i.master_host.as_deref() == Some(DANGLING_MASTER_HOST)
+}
+
 fn elect(nodes: &[NodeView], expected: usize, d: &mut Decision) {
     // A replica that has data from a former master wins over any master: after the labelled
     // master's pod vanished, the restarted pod is an empty (or stale) master.
     let best_replica = nodes
         .iter()
         .filter_map(|n| up(n).map(|i| (n, i)))
-        .filter(|(_, i)| !i.is_master && i.offset > 0)
+        .filter(|(_, i)| !i.is_master && i.offset > 0 && !dangling(i))
         .max_by_key(|(n, i)| (i.offset, std::cmp::Reverse(n.ordinal)));
     if let Some((n, _)) = best_replica {
         d.steps.push(Step::Failover {
