@@ -81,9 +81,13 @@ e2e: ## e2e tests on the full local node (brings it up if needed; kept up for in
 	KUBECONFIG=$$kc timeout --kill-after=30 $(E2E_TIMEOUT) \
 	  cargo test -p agility-e2e-suite --locked -- --test-threads=1 --nocapture
 
+bench-redis: ## RedisInstance benchmarks on the running node (INSTANCES=50 for the many-instances run)
+	KUBECONFIG=$(NODE_KUBECONFIG) AGILITY_BENCH_INSTANCES=$${INSTANCES:-5} \
+	  cargo test -p agility-e2e-suite --locked --test redis_bench -- --test-threads=1 --nocapture
+
 measure: ## Print cluster numbers (build time, warm up time, pod start latency)
 	e2e/cluster/measure.sh
 
 test: setup fmt clippy unit drift chart integration e2e down ## Every test, as CI runs it (ends with the cluster torn down)
 
-.PHONY: help setup up down cluster-up cluster-down images images-build images-import install samples fmt clippy unit drift chart integration e2e measure test
+.PHONY: help setup up down cluster-up cluster-down images images-build images-import install samples fmt clippy unit drift chart integration e2e bench-redis measure test

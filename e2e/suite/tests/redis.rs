@@ -494,3 +494,304 @@ async fn cache_instance_serves_and_bad_specs_are_rejected_at_apply() {
     }
     ns.finish().await.expect("clean up");
 }
+
+/// A client pod with redis-cli (the Redis image, sleeping).
+fn client_pod(name: &str, app: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {app}}}}}
+spec:
+  terminationGracePeriodSeconds: 0
+  securityContext: {{runAsUser: 999, runAsGroup: 999, runAsNonRoot: true}}
+  containers:
+    - name: client
+      image: localhost/agility/redis:7.0.15
+      imagePullPolicy: IfNotPresent
+      command: ["/bin/sleep", "3600"]
+"#
+    )
+}
+
+/// `PING` from inside `pod` to the instance's endpoint; Ok(reply) or Err(why).
+async fn ping_from(ns: &TestNamespace, pod: &str, host: &str, pw: &str) -> Result<String, String> {
+    let cmd = format!(
+        "REDISCLI_AUTH='{pw}' /bin/busybox timeout 3 redis-cli --no-auth-warning -h {host} ping"
+    );
+    let out = ns
+        .exec(pod, &["/bin/sh", "-c", &cmd])
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.exit_code == 0 && out.stdout.trim() == "PONG" {
+        Ok(out.stdout.trim().to_owned())
+    } else {
+        Err(format!(
+            "exit {}: {}{}",
+            out.exit_code,
+            out.stdout.trim(),
+            out.stderr.trim()
+        ))
+    }
+}
+
+#[tokio::test]
+async fn allowlist_admits_listed_pods_and_blocks_the_rest() {
+    let env = TestEnv::from_env().await.expect("a reachable cluster");
+    let ns = env
+        .namespace("redis-allowlist")
+        .await
+        .expect("test namespace");
+    let name = "guarded";
+    let yaml = format!(
+        "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {{name: {name}}}\nspec:\n  edition: cache\n  resources: {{memory: 64Mi, cpu: 100m}}\n  allowlist:\n    sameNamespace: false\n    peers: [{{podSelector: {{matchLabels: {{app: allowed}}}}}}]\n"
+    );
+    ns.apply_yaml(&yaml).await.expect("apply RedisInstance");
+    ns.apply_yaml(&client_pod("allowed", "allowed"))
+        .await
+        .expect("allowed pod");
+    ns.apply_yaml(&client_pod("denied", "denied"))
+        .await
+        .expect("denied pod");
+    wait_ready(&ns, name, Duration::from_secs(180)).await;
+    ns.wait_pod_ready("allowed", Duration::from_secs(120))
+        .await
+        .expect("allowed pod Ready");
+    ns.wait_pod_ready("denied", Duration::from_secs(120))
+        .await
+        .expect("denied pod Ready");
+    let pw = password(&ns, name).await;
+    let host = format!("{name}.{}.svc.cluster.local", ns.name());
+
+    // The allowed pod gets through (retry: the policy agent programs new pods a moment later).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let admitted = loop {
+        match ping_from(&ns, "allowed", &host, &pw).await {
+            Ok(_) => break Instant::now(),
+            Err(e) if Instant::now() >= deadline => panic!("allowed pod cannot reach {host}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    let _ = admitted;
+    // The other pod, same namespace but not on the list, stays blocked.
+    for _ in 0..3 {
+        let r = ping_from(&ns, "denied", &host, &pw).await;
+        assert!(
+            r.is_err(),
+            "a pod not on the allowlist reached Redis: {r:?}"
+        );
+    }
+    println!("allowlist: pod app=allowed admitted, pod app=denied blocked (3 of 3 attempts)");
+
+    // Adding the denied pod's label to the allowlist admits it.
+    let widened = yaml.replace("[{podSelector: {matchLabels: {app: allowed}}}]", "[{podSelector: {matchLabels: {app: allowed}}}, {podSelector: {matchLabels: {app: denied}}}]");
+    ns.apply_yaml(&widened).await.expect("widen the allowlist");
+    let start = Instant::now();
+    loop {
+        match ping_from(&ns, "denied", &host, &pw).await {
+            Ok(_) => break,
+            Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                panic!("widened allowlist not effective: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    println!(
+        "allowlist widened: admitted after {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
+    ns.finish().await.expect("clean up");
+}
+
+#[tokio::test]
+async fn cluster_edition_spreads_keys_over_every_shard_and_survives_a_master_loss() {
+    let env = TestEnv::from_env().await.expect("a reachable cluster");
+    let ns = env
+        .namespace("redis-cluster")
+        .await
+        .expect("test namespace");
+    let name = "catalog";
+    let yaml = format!(
+        "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {{name: {name}}}\nspec:\n  edition: cluster\n  shards: 3\n  resources: {{memory: 64Mi, cpu: 100m, maxClients: 1000}}\n  allowlist: {{ipBlocks: {TEST_SOURCES}}}\n"
+    );
+    let t0 = Instant::now();
+    ns.apply_yaml(&yaml).await.expect("apply cluster instance");
+    let ready = wait_ready(&ns, name, Duration::from_secs(300)).await;
+    println!(
+        "cluster instance (3 shards x 2) apply -> Ready: {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let shards = ready.data["status"]["cluster"]["shards"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(shards.len(), 3, "{:?}", ready.data["status"]["cluster"]);
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["master"].is_string() && s["slots"].is_string())
+    );
+    assert!(
+        ready.data["status"]["cluster"]["proxy"]
+            .as_str()
+            .is_some_and(|p| p.contains("not available"))
+    );
+
+    let pw = password(&ns, name).await;
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await
+        .expect("list pods");
+    let ips: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    let seeds: Vec<String> = ips.iter().map(|ip| format!("redis://{ip}:6379")).collect();
+    let client = redis::cluster::ClusterClientBuilder::new(seeds)
+        .password(pw.clone())
+        .build()
+        .expect("cluster client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = loop {
+        match client.get_async_connection().await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() >= deadline => panic!("cluster connection: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("item:{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .expect("cluster SET");
+    }
+    for i in (0..300).step_by(37) {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("item:{i}"))
+            .query_async(&mut conn)
+            .await
+            .expect("cluster GET");
+        assert_eq!(v, i);
+    }
+    // Every shard master holds some of the keys.
+    let mut sizes = Vec::new();
+    for s in &shards {
+        let pod = s["master"].as_str().expect("master pod");
+        let ip = pods
+            .items
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(pod))
+            .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+            .expect("master IP");
+        let mut c = connect(format!("{ip}:6379").parse().expect("addr"), &pw)
+            .await
+            .expect("connect to a shard master");
+        let n: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut c)
+            .await
+            .expect("DBSIZE");
+        sizes.push(n);
+    }
+    println!("keys per shard master: {sizes:?}");
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "keys spread over every shard: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<i64>(), 300);
+
+    // Lose one shard's master: Redis Cluster promotes its replica; the operator re-forms the shard.
+    let victim = shards[1]["master"].as_str().expect("master").to_owned();
+    let (lo, hi) = (5461, 10921); // shard 1 of 3
+    let mut shard1_key = None;
+    for i in 0..300 {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("item:{i}"))
+            .query_async(&mut conn)
+            .await
+            .expect("KEYSLOT");
+        if (lo..=hi).contains(&slot) {
+            shard1_key = Some(format!("item:{i}"));
+            break;
+        }
+    }
+    let shard1_key = shard1_key.expect("a key of shard 1");
+    faults::delete_pod(&ns, &victim, Some(0))
+        .await
+        .expect("delete a shard master");
+    let fault = Instant::now();
+    let promoted = wait::wait_for(
+        &redis_api(&ns),
+        name,
+        Duration::from_secs(120),
+        "shard 1 has a new master",
+        |o: &DynamicObject| {
+            let m = &o.data["status"]["cluster"]["shards"][1]["master"];
+            m.is_string() && m != victim.as_str()
+        },
+    )
+    .await
+    .expect("Redis Cluster promotes the replica");
+    println!(
+        "cluster shard master deleted -> new master {} in status after {:.2}s",
+        promoted.data["status"]["cluster"]["shards"][1]["master"],
+        fault.elapsed().as_secs_f64()
+    );
+    let deadline = fault + Duration::from_secs(60);
+    loop {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&shard1_key)
+            .arg("after")
+            .query_async(&mut conn)
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write accepted on shard 1 within 60 s: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "cluster shard master deleted -> write accepted on its shard: {:.2}s",
+        fault.elapsed().as_secs_f64()
+    );
+    let healed = wait::wait_for(
+        &redis_api(&ns),
+        name,
+        Duration::from_secs(180),
+        "cluster re-formed",
+        |o: &DynamicObject| {
+            o.data["status"]["phase"] == "Running"
+                && o.data["status"]["cluster"]["state"] == "ok"
+                && o.data["status"]["nodes"].as_array().is_some_and(|a| {
+                    a.len() == 6
+                        && a.iter().filter(|n| n["role"] == "replica").count() == 3
+                        && a.iter()
+                            .any(|n| n["pod"] == victim.as_str() && n["role"] == "replica")
+                })
+        },
+    )
+    .await
+    .expect("the replaced pod rejoins as a replica");
+    println!(
+        "cluster re-formed after the loss: {:?}",
+        healed.data["status"]["cluster"]["shards"]
+    );
+    // The shard's data survived the loss (it lives on the promoted replica).
+    let mut survivors = 0;
+    for i in 0..300 {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("item:{i}"))
+            .query_async(&mut conn)
+            .await
+            .expect("GET after failover");
+        survivors += usize::from(v.is_some());
+    }
+    assert_eq!(survivors, 300, "every key survives a shard master loss");
+    ns.finish().await.expect("clean up");
+}

@@ -47,10 +47,6 @@ pub async fn reconcile(
         state.supervisor.forget(&ns, &name);
         return Ok(Action::await_change());
     }
-    if obj.spec.edition == Edition::Cluster {
-        state.supervisor.forget(&ns, &name);
-        return Err(RedisError::ClusterNotAvailable);
-    }
     let plan = plan(&obj.spec, &state.settings)?;
     let password = resolve_password(ctx.client(), &obj).await?;
     let children = desired(&obj, &plan, &password, &state.operator)?;
@@ -61,24 +57,45 @@ pub async fn reconcile(
         &name,
         HaConfig {
             password,
-            expected: plan.pods_per_shard as usize,
+            expected: (plan.shards * plan.pods_per_shard) as usize,
             owner: obj.object_ref(&()),
             online: online_settings(&plan),
+            cluster_shards: (plan.edition == Edition::Cluster).then_some(plan.shards),
         },
     );
     let snapshot = state.supervisor.snapshot(&ns, &name).unwrap_or_default();
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client().clone(), &ns);
-    let ready_pods = sts
-        .get_opt(&names::statefulset(&name, None))
-        .await
-        .map_err(|e| agility_core::Error::kube("read StatefulSet", e))?
-        .and_then(|s| s.status)
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let mut ready_pods = 0;
+    for shard in shard_indexes(&plan) {
+        ready_pods += sts
+            .get_opt(&names::statefulset(&name, shard))
+            .await
+            .map_err(|e| agility_core::Error::kube("read StatefulSet", e))?
+            .and_then(|s| s.status)
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+    }
     let (status, transitions) = status(&obj, &plan, &snapshot, ready_pods);
     ctx.update_status(obj.as_ref(), &status, &transitions)
         .await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// `<name>-shard-<i>-<ordinal>` → i.
+fn shard_of(pod: &str) -> Option<u32> {
+    let (rest, _) = pod.rsplit_once('-')?;
+    let (head, shard) = rest.rsplit_once('-')?;
+    head.ends_with("-shard")
+        .then(|| shard.parse().ok())
+        .flatten()
+}
+
+/// The StatefulSets: one for standard/cache (None), one per shard for the cluster edition.
+fn shard_indexes(plan: &Plan) -> Vec<Option<u32>> {
+    match plan.edition {
+        Edition::Cluster => (0..plan.shards).map(Some).collect(),
+        _ => vec![None],
+    }
 }
 
 /// Settings applied online with CONFIG SET (also in redis.conf for restarts).
@@ -115,11 +132,13 @@ pub fn desired(
             "allowlist",
             &network_policy::network_policy(obj, plan, operator),
         )?,
-        Child::new(
-            names::COMPONENT_SERVER,
-            &statefulset::statefulset(obj, plan, None, &facts),
-        )?,
     ];
+    for shard in shard_indexes(plan) {
+        children.push(Child::new(
+            names::COMPONENT_SERVER,
+            &statefulset::statefulset(obj, plan, shard, &facts),
+        )?);
+    }
     if let Some(pdb) = pdb::pdb(obj, plan) {
         children.push(Child::new("disruption-budget", &pdb)?);
     }
@@ -177,18 +196,29 @@ pub fn status(
 ) -> (RedisInstanceStatus, Vec<agility_core::status::Transition>) {
     let live = obj.status.clone().unwrap_or_default();
     let mut c = Conditions::new(&live.conditions, obj.meta().generation);
-    let expected = plan.pods_per_shard as i32;
-    let master_up = ha
-        .master
-        .as_ref()
-        .is_some_and(|m| ha.roles.get(m).map(String::as_str) == Some("master"));
+    let expected = (plan.shards * plan.pods_per_shard) as i32;
+    // Cluster edition: "the master is up" means every shard has a master and the cluster formed.
+    let master_up = match &ha.cluster {
+        Some(cluster) => cluster.state == "ok",
+        None => ha
+            .master
+            .as_ref()
+            .is_some_and(|m| ha.roles.get(m).map(String::as_str) == Some("master")),
+    };
     let phase = match (master_up, &ha.blocked) {
         (true, _) if ready_pods >= expected => "Running",
         (true, _) => "Degraded",
         (false, Some(_)) if live.current_master.is_some() => "Failed",
         (false, _) => "Creating",
     };
-    if master_up {
+    if master_up && ha.cluster.is_some() {
+        c.set(
+            "Ready",
+            true,
+            "ClusterFormed",
+            &format!("{} shards, all 16384 slots served", plan.shards),
+        );
+    } else if master_up {
         c.set(
             "Ready",
             true,
@@ -242,13 +272,13 @@ pub fn status(
             .map(|(pod, role)| NodeStatus {
                 pod: pod.clone(),
                 role: role.clone(),
-                shard: None,
+                shard: shard_of(pod),
             })
             .collect(),
         class: Some(plan.class.clone()),
         replication_lag_seconds: ha.lag_seconds,
         last_failover: ha.last_failover.clone().or(live.last_failover),
-        cluster: None,
+        cluster: ha.cluster.clone(),
         backup: live.backup,
     };
     (status, transitions)

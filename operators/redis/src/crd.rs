@@ -36,7 +36,6 @@ pub const GROUP: &str = "redis.agility.dev";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.edition != 'cluster'").message("the cluster edition is not available yet: this release runs the standard and cache editions (see docs/redis.md)"),
     validation = Rule::new("has(self.instanceClass) || has(self.resources)").message("set spec.instanceClass or spec.resources"),
     validation = Rule::new("!has(self.shards) || self.edition == 'cluster'").message("spec.shards applies to the cluster edition only"),
     validation = Rule::new("self.edition != 'cache' || !has(self.persistence) || (!self.persistence.appendOnly && !has(self.persistence.storage))").message("the cache edition keeps no data: persistence.appendOnly must be false and persistence.storage unset"),

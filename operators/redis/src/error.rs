@@ -8,9 +8,6 @@ pub enum RedisError {
     /// The spec cannot be planned.
     #[error("invalid spec")]
     Plan(#[from] crate::plan::PlanError),
-    /// The cluster edition is not implemented yet.
-    #[error("the cluster edition is not available yet")]
-    ClusterNotAvailable,
     /// The user's password Secret is missing or lacks the key.
     #[error("password Secret {secret}: {reason}")]
     PasswordMissing {
@@ -35,9 +32,7 @@ pub enum RedisError {
 impl Categorized for RedisError {
     fn category(&self) -> ErrorCategory {
         match self {
-            RedisError::Plan(_)
-            | RedisError::ClusterNotAvailable
-            | RedisError::PasswordUnusable { .. } => ErrorCategory::InvalidSpec,
+            RedisError::Plan(_) | RedisError::PasswordUnusable { .. } => ErrorCategory::InvalidSpec,
             RedisError::PasswordMissing { .. } => ErrorCategory::Dependency,
             RedisError::Core(e) => e.category(),
         }

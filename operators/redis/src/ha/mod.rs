@@ -2,6 +2,7 @@
 //! pod's Ready condition, which lags by tens of seconds on node loss), decides with the pure
 //! [`decide`] function and executes the steps in [`supervisor`].
 
+pub mod cluster;
 pub mod decide;
 pub mod supervisor;
 

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::cluster::{self, ClusterPod, ClusterStep};
 use super::decide::{Decision, NodeHealth, NodeView, Step, Thresholds, decide};
-use crate::crd::FailoverStatus;
+use crate::crd::{ClusterStatus, FailoverStatus};
 use crate::dataplane::{self, NodeError};
 use crate::names;
 
@@ -34,6 +35,9 @@ pub struct HaConfig {
     pub owner: ObjectReference,
     /// Settings applied online (CONFIG SET) to every node that answers.
     pub online: BTreeMap<String, String>,
+    /// Cluster edition: the number of shards (the supervisor forms the cluster instead of
+    /// electing a master).
+    pub cluster_shards: Option<u32>,
 }
 
 /// What the supervisor last saw, for status.
@@ -49,24 +53,17 @@ pub struct HaSnapshot {
     pub last_failover: Option<FailoverStatus>,
     /// Why the supervisor cannot act.
     pub blocked: Option<String>,
+    /// Cluster edition: state and shard map.
+    pub cluster: Option<ClusterStatus>,
 }
 
 impl HaSnapshot {
     /// The parts whose change should update status now (lag alone does not).
-    fn topology(
-        &self,
-    ) -> (
-        &Option<String>,
-        &BTreeMap<String, String>,
-        &Option<FailoverStatus>,
-        &Option<String>,
-    ) {
-        (
-            &self.master,
-            &self.roles,
-            &self.last_failover,
-            &self.blocked,
-        )
+    fn topology(&self) -> HaSnapshot {
+        HaSnapshot {
+            lag_seconds: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -303,6 +300,10 @@ impl InstanceTask {
         } else {
             self.empty_rounds = 0;
         }
+        if let Some(shards) = config.cluster_shards {
+            self.cluster_round(&pods, shards, &config).await;
+            return;
+        }
         let mut views = Vec::with_capacity(pods.len());
         // Probes run one after another: a round is a few ms per healthy node, and a bounded
         // number of slow ones; concurrency here would need one connection map per future.
@@ -420,6 +421,162 @@ impl InstanceTask {
             }
         }
         failover
+    }
+
+    /// The cluster edition's round: read every node's view, form/repair the cluster, report.
+    async fn cluster_round(&mut self, pods: &[Arc<Pod>], shards: u32, config: &HaConfig) {
+        let mut cps = Vec::new();
+        let mut views = Vec::new();
+        for pod in pods {
+            let name = pod.name_any();
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+                continue;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let shard = pod
+                .labels()
+                .get(names::SHARD_LABEL)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u32::MAX);
+            let view = self.cluster_nodes(&name, &ip, &config.password).await;
+            views.push(NodeView {
+                pod: name.clone(),
+                ordinal: ordinal(&name),
+                ip: Some(ip.clone()),
+                deleting: false,
+                labelled_master: false,
+                health: if view.is_some() {
+                    NodeHealth::Up(dataplane::ReplicationInfo::default())
+                } else {
+                    NodeHealth::Unknown
+                },
+            });
+            cps.push(ClusterPod {
+                ordinal: ordinal(&name),
+                pod: name,
+                shard,
+                ip,
+                view,
+            });
+        }
+        self.apply_online(&views, config).await;
+        let per_shard = (config.expected as u32 / shards.max(1)).max(1);
+        let (blocked, pending) = match cluster::plan_cluster(&cps, shards, per_shard) {
+            Ok(steps) => {
+                let pending = !steps.is_empty();
+                for step in steps {
+                    if let Err(e) = self.cluster_step(&step).await {
+                        warn!(namespace = %self.key.0, name = %self.key.1, ?step, error = %e, "cluster step failed; retrying next round");
+                        break;
+                    }
+                }
+                (None, pending)
+            }
+            Err(why) => (Some(why), true),
+        };
+        let map = cluster::shard_map(&cps, shards);
+        let formed = !pending && map.iter().all(|s| s.master.is_some());
+        let mut roles = BTreeMap::new();
+        for cp in &cps {
+            let me = cp.view.as_ref().and_then(|v| v.iter().find(|n| n.myself));
+            let role = match me {
+                Some(m) if m.master && !m.slots.is_empty() => "master",
+                Some(m) if !m.master => "replica",
+                _ => "unknown",
+            };
+            roles.insert(cp.pod.clone(), role.to_owned());
+        }
+        let status = ClusterStatus {
+            state: if formed {
+                "ok".into()
+            } else {
+                "forming".into()
+            },
+            shards: map,
+            proxy: "not available yet: use a cluster-aware client".into(),
+        };
+        let mut snap = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = snap.clone();
+        snap.roles = roles;
+        snap.blocked = blocked;
+        snap.cluster = Some(status);
+        snap.master = None;
+        if before.topology() != snap.topology() {
+            drop(snap);
+            let _ = self
+                .sup
+                .trigger
+                .send((Some(self.key.0.clone()), self.key.1.clone()));
+        }
+    }
+
+    async fn cluster_nodes(
+        &mut self,
+        pod: &str,
+        ip: &str,
+        password: &str,
+    ) -> Option<Vec<cluster::ClusterNode>> {
+        let timeout = self.sup.timing.probe_timeout;
+        let fresh = !matches!(self.conns.get(pod), Some((known, _)) if known == ip);
+        if fresh {
+            let conn = dataplane::connect(ip, names::REDIS_PORT, password, timeout)
+                .await
+                .ok()?;
+            self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
+        }
+        let (_, conn) = self.conns.get_mut(pod)?;
+        let text: Option<String> = tokio::time::timeout(
+            timeout,
+            redis::cmd("CLUSTER").arg("NODES").query_async(conn),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+        if text.is_none() {
+            self.conns.remove(pod);
+        }
+        text.map(|t| cluster::parse_nodes(&t))
+    }
+
+    async fn cluster_step(&mut self, step: &ClusterStep) -> Result<(), String> {
+        let (pod, cmd) = match step {
+            ClusterStep::Meet { via, ip } => {
+                let mut c = redis::cmd("CLUSTER");
+                c.arg("MEET")
+                    .arg(ip)
+                    .arg(names::REDIS_PORT)
+                    .arg(names::CLUSTER_BUS_PORT);
+                (via, c)
+            }
+            ClusterStep::AddSlots { pod, start, end } => {
+                let mut c = redis::cmd("CLUSTER");
+                c.arg("ADDSLOTSRANGE").arg(*start).arg(*end);
+                (pod, c)
+            }
+            ClusterStep::Replicate { pod, master_id } => {
+                let mut c = redis::cmd("CLUSTER");
+                c.arg("REPLICATE").arg(master_id);
+                (pod, c)
+            }
+            ClusterStep::Forget { via, id } => {
+                let mut c = redis::cmd("CLUSTER");
+                c.arg("FORGET").arg(id);
+                (via, c)
+            }
+        };
+        let Some((_, conn)) = self.conns.get_mut(pod.as_str()) else {
+            return Err(format!("no connection to {pod}"));
+        };
+        let r: redis::RedisResult<redis::Value> = cmd.query_async(conn).await;
+        r.map(|_| ())
+            .map_err(|e| format!("{step:?} on {pod}: {e}"))?;
+        info!(namespace = %self.key.0, name = %self.key.1, ?step, "cluster step");
+        Ok(())
     }
 
     /// CONFIG SET of the online settings on every answering node whose applied hash is stale.
