@@ -123,6 +123,31 @@ async fn master_pod(ns: &TestNamespace, name: &str) -> String {
         .expect("a pod labelled master")
 }
 
+/// GET /metrics from the exporter sidecar of `pod`, from inside the pod (the NetworkPolicy admits
+/// scrapes from pods only), retrying while it starts.
+async fn scrape(ns: &TestNamespace, pod: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ns
+            .exec_in(
+                pod,
+                "redis",
+                &[
+                    "/bin/busybox",
+                    "wget",
+                    "-qO-",
+                    "http://127.0.0.1:9121/metrics",
+                ],
+            )
+            .await;
+        match out {
+            Ok(o) if o.stdout.contains("redis_up") => return o.stdout,
+            _ if Instant::now() >= deadline => panic!("no exporter metrics from {pod}: {out:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 async fn pod_ip(ns: &TestNamespace, pod: &str) -> String {
     let p = ns.api::<Pod>().get(pod).await.expect("get pod");
     p.status.and_then(|s| s.pod_ip).expect("pod IP")
@@ -275,6 +300,18 @@ async fn standard_instance_fails_over_without_losing_acknowledged_writes() {
             .is_err(),
         "a wrong password must be refused"
     );
+
+    // The exporter sidecar logs in as the `monitor` user and reports replication.
+    let master = master_pod(&ns, name).await;
+    let metrics = scrape(&ns, &master).await;
+    for want in [
+        "redis_up 1",
+        "redis_connected_slaves 1",
+        "redis_memory_max_bytes",
+    ] {
+        assert!(metrics.contains(want), "exporter metrics lack {want:?}");
+    }
+    println!("exporter on {master}: redis_up 1, redis_connected_slaves 1");
 
     let mut acked = BTreeSet::new();
     let mut n = 0u64;
@@ -793,5 +830,94 @@ async fn cluster_edition_spreads_keys_over_every_shard_and_survives_a_master_los
         survivors += usize::from(v.is_some());
     }
     assert_eq!(survivors, 300, "every key survives a shard master loss");
+    ns.finish().await.expect("clean up");
+}
+
+#[tokio::test]
+async fn password_rotation_keeps_clients_working_then_retires_the_old_password() {
+    let env = TestEnv::from_env().await.expect("a reachable cluster");
+    let ns = env
+        .namespace("redis-rotation")
+        .await
+        .expect("test namespace");
+    let name = "billing";
+    let (old, new) = ("Old-Passw0rd-1234", "New-Passw0rd-5678");
+    let secret = |pw: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: app-password}}\nstringData: {{password: {pw}}}\n"
+        )
+    };
+    ns.apply_yaml(&secret(old)).await.expect("password Secret");
+    let yaml = instance_yaml(name, "standard") + "  passwordSecretRef: {name: app-password}\n";
+    ns.apply_yaml(&yaml).await.expect("apply RedisInstance");
+    wait_ready(&ns, name, Duration::from_secs(180)).await;
+    let mut before = connect_eventually(&ns, name, old).await;
+    let _: () = redis::cmd("SET")
+        .arg("invoice")
+        .arg("42")
+        .query_async(&mut before)
+        .await
+        .expect("SET with the user's password");
+
+    ns.apply_yaml(&secret(new))
+        .await
+        .expect("rotate the password");
+    let rotated = Instant::now();
+    // The new password is accepted soon, while the old one still works: no client is cut off.
+    let mut after = loop {
+        if let Ok(c) = connect(endpoint(&ns, name).await, new).await {
+            break c;
+        }
+        assert!(
+            rotated.elapsed() < Duration::from_secs(60),
+            "new password not accepted within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!(
+        "password rotation: new password accepted after {:.2}s",
+        rotated.elapsed().as_secs_f64()
+    );
+    let v: String = redis::cmd("GET")
+        .arg("invoice")
+        .query_async(&mut after)
+        .await
+        .expect("GET with the new password");
+    assert_eq!(v, "42");
+    let _: () = redis::cmd("SET")
+        .arg("still")
+        .arg("ok")
+        .query_async(&mut before)
+        .await
+        .expect("the old connection keeps working");
+    assert!(
+        connect(endpoint(&ns, name).await, old).await.is_ok(),
+        "the old password stays valid during the grace period"
+    );
+    // After the grace period the old password is gone from every node.
+    let deadline = rotated + Duration::from_secs(240);
+    loop {
+        if connect(endpoint(&ns, name).await, old).await.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old password still accepted after 240 s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!(
+        "password rotation: old password refused after {:.0}s (grace period 120 s)",
+        rotated.elapsed().as_secs_f64()
+    );
+    let mut again = connect(endpoint(&ns, name).await, new)
+        .await
+        .expect("new password works");
+    let v: String = redis::cmd("GET")
+        .arg("still")
+        .query_async(&mut again)
+        .await
+        .expect("GET");
+    assert_eq!(v, "ok");
     ns.finish().await.expect("clean up");
 }

@@ -28,6 +28,25 @@ pub struct State {
     pub operator: OperatorPeer,
     /// The failover supervisor.
     pub supervisor: Arc<Supervisor>,
+    /// User password Secrets → the instances that use them (a change triggers those instances).
+    pub secret_users: Arc<std::sync::Mutex<SecretUsers>>,
+}
+
+/// `(namespace, Secret)` → instance names.
+pub type SecretUsers =
+    std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>;
+
+impl State {
+    fn watch_secret(&self, namespace: &str, secret: &str, instance: &str) {
+        let mut users = self
+            .secret_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        users
+            .entry((namespace.to_owned(), secret.to_owned()))
+            .or_default()
+            .insert(instance.to_owned());
+    }
 }
 
 /// How often a healthy instance is looked at again without any event (reads only).
@@ -48,8 +67,12 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     let plan = plan(&obj.spec, &state.settings)?;
-    let password = resolve_password(ctx.client(), &obj).await?;
-    let children = desired(&obj, &plan, &password, &state.operator)?;
+    if let Some(r) = &obj.spec.password_secret_ref {
+        state.watch_secret(&ns, &r.name, &name);
+    }
+    let creds = resolve_credentials(ctx.client(), &obj).await?;
+    let password = creds.password.clone();
+    let children = desired(&obj, &plan, &creds, &state.operator)?;
     ctx.apply_children(obj.as_ref(), &children).await?;
 
     state.supervisor.ensure(
@@ -114,7 +137,7 @@ fn online_settings(plan: &Plan) -> std::collections::BTreeMap<String, String> {
 pub fn desired(
     obj: &RedisInstance,
     plan: &Plan,
-    password: &str,
+    creds: &Credentials,
     operator: &OperatorPeer,
 ) -> Result<Vec<Child>, RedisError> {
     let facts = PodFacts {
@@ -125,7 +148,10 @@ pub fn desired(
     };
     let mut children = vec![
         Child::new("config", &config::config_map(obj, plan))?,
-        Child::new("connection", &secret::connection_secret(obj, password))?,
+        Child::new(
+            "connection",
+            &secret::connection_secret(obj, &creds.password, &creds.monitor_password),
+        )?,
         Child::new("nodes", &service::nodes(obj, plan))?,
         Child::new("endpoint", &service::endpoint(obj, plan))?,
         Child::new(
@@ -145,46 +171,64 @@ pub fn desired(
     Ok(children)
 }
 
-async fn resolve_password(
+/// The credentials an instance runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// The application password (default user).
+    pub password: String,
+    /// The exporter's `monitor` user password.
+    pub monitor_password: String,
+}
+
+fn secret_value(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads the user's password Secret (if referenced) and the existing connection Secret; generates
+/// what is missing. A changed user password is a rotation (the supervisor adds it online).
+async fn resolve_credentials(
     client: &kube::Client,
     obj: &RedisInstance,
-) -> Result<String, RedisError> {
+) -> Result<Credentials, RedisError> {
     let ns = obj.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let read = |s: &Secret, key: &str| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
-    if let Some(r) = &obj.spec.password_secret_ref {
-        let id = format!("{ns}/{}", r.name);
-        let s = secrets
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| agility_core::Error::kube("read the password Secret", e))?
-            .ok_or_else(|| RedisError::PasswordMissing {
-                secret: id.clone(),
-                reason: "not found".into(),
-            })?;
-        let pw = read(&s, &r.key).ok_or_else(|| RedisError::PasswordMissing {
-            secret: id.clone(),
-            reason: format!("no key {:?}", r.key),
-        })?;
-        if !secret::password_is_usable(&pw) {
-            return Err(RedisError::PasswordUnusable { secret: id });
-        }
-        return Ok(pw);
-    }
     let existing = secrets
         .get_opt(&names::connection_secret(&obj.name_any()))
         .await
         .map_err(|e| agility_core::Error::kube("read the connection Secret", e))?;
-    Ok(existing
-        .as_ref()
-        .and_then(|s| read(s, names::KEY_PASSWORD))
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(secret::generate_password))
+    let kept = |key: &str| existing.as_ref().and_then(|s| secret_value(s, key));
+    let monitor_password =
+        kept(names::KEY_MONITOR_PASSWORD).unwrap_or_else(secret::generate_password);
+    let password = match &obj.spec.password_secret_ref {
+        Some(r) => {
+            let id = format!("{ns}/{}", r.name);
+            let s = secrets
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| agility_core::Error::kube("read the password Secret", e))?
+                .ok_or_else(|| RedisError::PasswordMissing {
+                    secret: id.clone(),
+                    reason: "not found".into(),
+                })?;
+            let pw = secret_value(&s, &r.key).ok_or_else(|| RedisError::PasswordMissing {
+                secret: id.clone(),
+                reason: format!("no key {:?}", r.key),
+            })?;
+            if !secret::password_is_usable(&pw) {
+                return Err(RedisError::PasswordUnusable { secret: id });
+            }
+            pw
+        }
+        None => kept(names::KEY_PASSWORD).unwrap_or_else(secret::generate_password),
+    };
+    Ok(Credentials {
+        password,
+        monitor_password,
+    })
 }
 
 /// Status from the plan, the supervisor's view and the StatefulSet (pure).

@@ -66,7 +66,10 @@ pub enum NodeError {
     /// No answer in time (frozen, overloaded or partitioned).
     #[error("timed out")]
     Timeout,
-    /// Anything else (auth, protocol).
+    /// The password was refused.
+    #[error("authentication failed")]
+    Auth,
+    /// Anything else (protocol, command errors).
     #[error("{0}")]
     Other(String),
 }
@@ -77,6 +80,10 @@ impl From<redis::RedisError> for NodeError {
             NodeError::Timeout
         } else if e.is_connection_refusal() {
             NodeError::Refused
+        } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || e.code().is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH")
+        {
+            NodeError::Auth
         } else {
             NodeError::Other(e.to_string())
         }
@@ -146,6 +153,36 @@ pub async fn config_set(
         .arg("SET")
         .arg(name)
         .arg(value)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds `password` to the default user (the others stay valid) and uses it towards masters.
+pub async fn add_password(
+    conn: &mut MultiplexedConnection,
+    password: &str,
+) -> Result<(), NodeError> {
+    let _: String = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .query_async(conn)
+        .await?;
+    config_set(conn, "masterauth", password).await
+}
+
+/// Leaves `password` as the default user's only password.
+pub async fn only_password(
+    conn: &mut MultiplexedConnection,
+    password: &str,
+) -> Result<(), NodeError> {
+    let _: String = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetpass")
+        .arg(format!(">{password}"))
         .query_async(conn)
         .await?;
     Ok(())

@@ -131,6 +131,7 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         tracing::warn!(error = %e, "cannot register agility_redis_failovers_total");
     }
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
+    let client_for_secrets = client.clone();
     let events = EventPublisher::new(
         client.clone(),
         names::CONTROLLER,
@@ -142,18 +143,54 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         events,
         trigger_tx,
         failovers,
-        Timing::default(),
+        Timing {
+            password_grace: env("AGILITY_REDIS_PASSWORD_GRACE_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .map_or(
+                    Timing::default().password_grace,
+                    std::time::Duration::from_secs,
+                ),
+            ..Timing::default()
+        },
         shutdown,
     ));
     let (settings, operator) = settings_from_env();
+    let secret_users: Arc<std::sync::Mutex<controller::SecretUsers>> = Arc::default();
     let state = State {
         settings,
         operator,
         supervisor,
+        secret_users: secret_users.clone(),
     };
     let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
         rx.recv().await.map(|k| (k, rx))
     })
+    .boxed();
+    // Users' password Secrets (metadata only): a change reconciles the instances using them, which
+    // rotates the password online.
+    let secret_changes = watcher(
+        Api::<kube::core::PartialObjectMeta<Secret>>::all(client_for_secrets),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(move |s| {
+        let users = secret_users.clone();
+        async move {
+            let s = s.ok()?;
+            let key = (s.metadata.namespace.clone()?, s.metadata.name.clone()?);
+            let users = users
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let names: Vec<_> = users
+                .get(&key)?
+                .iter()
+                .map(|n| (Some(key.0.clone()), n.clone()))
+                .collect();
+            Some(futures::stream::iter(names))
+        }
+    })
+    .flatten()
     .boxed();
     Runner::<RedisInstance>::new(ctx)
         .owns::<StatefulSet>()
@@ -163,6 +200,7 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         .owns::<NetworkPolicy>()
         .owns::<PodDisruptionBudget>()
         .trigger(triggers)
+        .trigger(secret_changes)
         .run(controller::reconcile, state)
         .await
 }

@@ -60,6 +60,11 @@ pub const KEY_ENDPOINT: &str = "endpoint";
 pub const KEY_PASSWORD: &str = "password";
 /// `redis://:password@host:port`.
 pub const KEY_URI: &str = "uri";
+/// Password of the `monitor` ACL user the exporter sidecar logs in as (read-only commands; not
+/// rotated with the application password, so metrics survive a rotation).
+pub const KEY_MONITOR_PASSWORD: &str = "monitor-password";
+/// The exporter's ACL user.
+pub const MONITOR_USER: &str = "monitor";
 
 /// The endpoint Service (follows the master; cluster edition: every node, as seeds).
 pub fn endpoint_service(instance: &str) -> String {

@@ -86,6 +86,12 @@ pub fn start_script(plan: &Plan) -> String {
     );
     let _ = writeln!(s, "set -eu");
     let _ = writeln!(s, "pw=$(cat {}/{})", names::AUTH_PATH, names::KEY_PASSWORD);
+    let _ = writeln!(
+        s,
+        "mon=$(cat {}/{})",
+        names::AUTH_PATH,
+        names::KEY_MONITOR_PASSWORD
+    );
     let _ = writeln!(s, "umask 077");
     let _ = writeln!(s, "{{");
     let _ = writeln!(
@@ -93,6 +99,12 @@ pub fn start_script(plan: &Plan) -> String {
         "  printf 'requirepass \"%s\"\\nmasterauth \"%s\"\\n' \"$pw\" \"$pw\""
     );
     let _ = writeln!(s, "  printf 'replica-announce-ip %s\\n' \"$POD_IP\"");
+    // The exporter's user: read-only monitoring commands, no key access.
+    let _ = writeln!(
+        s,
+        "  printf 'user {} on >%s -@all +ping +info +config|get +slowlog +latency +client|list +cluster|info +select +dbsize +memory|stats\\n' \"$mon\"",
+        names::MONITOR_USER
+    );
     if plan.edition == Edition::Cluster {
         let _ = writeln!(s, "  printf 'cluster-announce-ip %s\\n' \"$POD_IP\"");
     } else {

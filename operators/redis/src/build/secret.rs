@@ -27,7 +27,11 @@ pub fn password_is_usable(p: &str) -> bool {
 }
 
 /// The connection Secret with `password`.
-pub fn connection_secret(instance: &RedisInstance, password: &str) -> Secret {
+pub fn connection_secret(
+    instance: &RedisInstance,
+    password: &str,
+    monitor_password: &str,
+) -> Secret {
     let name = instance.name_any();
     let ns = instance.namespace().unwrap_or_default();
     let host = names::endpoint_host(&name, &ns);
@@ -40,6 +44,7 @@ pub fn connection_secret(instance: &RedisInstance, password: &str) -> Secret {
         (names::KEY_ENDPOINT, endpoint),
         (names::KEY_PASSWORD, password.to_owned()),
         (names::KEY_URI, uri),
+        (names::KEY_MONITOR_PASSWORD, monitor_password.to_owned()),
     ])
     .into_iter()
     .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
@@ -77,7 +82,7 @@ mod tests {
 
     #[test]
     fn secret_has_every_key() {
-        let s = connection_secret(&instance(Default::default()), "pw123456");
+        let s = connection_secret(&instance(Default::default()), "pw123456", "mon12345");
         assert_eq!(s.metadata.name.as_deref(), Some("orders-connection"));
         let d = s.data.unwrap();
         let get = |k: &str| String::from_utf8(d[k].0.clone()).unwrap();

@@ -105,7 +105,7 @@ fn password_env(instance: &str) -> EnvVar {
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: names::connection_secret(instance),
-                key: names::KEY_PASSWORD.into(),
+                key: names::KEY_MONITOR_PASSWORD.into(),
                 optional: Some(false),
             }),
             ..Default::default()
@@ -187,6 +187,7 @@ fn exporter_container(instance: &str, plan: &Plan) -> Container {
             "/usr/bin/redis_exporter".into(),
             format!("--redis.addr=redis://127.0.0.1:{}", names::REDIS_PORT),
             format!("--web.listen-address=:{}", names::EXPORTER_PORT),
+            format!("--redis.user={}", names::MONITOR_USER),
         ]),
         env: Some(vec![password_env(instance)]),
         ports: Some(vec![ContainerPort {
@@ -226,11 +227,18 @@ fn volumes(instance: &str, plan: &Plan) -> Vec<Volume> {
             name: names::AUTH_VOLUME.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(names::connection_secret(instance)),
-                items: Some(vec![KeyToPath {
-                    key: names::KEY_PASSWORD.into(),
-                    path: names::KEY_PASSWORD.into(),
-                    mode: Some(0o400),
-                }]),
+                items: Some(vec![
+                    KeyToPath {
+                        key: names::KEY_PASSWORD.into(),
+                        path: names::KEY_PASSWORD.into(),
+                        mode: Some(0o400),
+                    },
+                    KeyToPath {
+                        key: names::KEY_MONITOR_PASSWORD.into(),
+                        path: names::KEY_MONITOR_PASSWORD.into(),
+                        mode: Some(0o400),
+                    },
+                ]),
                 default_mode: Some(0o400),
                 ..Default::default()
             }),

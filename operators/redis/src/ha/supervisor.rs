@@ -76,6 +76,8 @@ pub struct Timing {
     pub probe_timeout: Duration,
     /// Failure thresholds.
     pub thresholds: Thresholds,
+    /// How long the previous password stays valid after a rotation (clients reload the Secret).
+    pub password_grace: Duration,
 }
 
 impl Default for Timing {
@@ -84,6 +86,7 @@ impl Default for Timing {
             interval: Duration::from_millis(300),
             probe_timeout: Duration::from_millis(500),
             thresholds: Thresholds::default(),
+            password_grace: Duration::from_secs(120),
         }
     }
 }
@@ -161,6 +164,10 @@ impl Supervisor {
             fails: HashMap::new(),
             applied: HashMap::new(),
             empty_rounds: 0,
+            password: None,
+            retired: Vec::new(),
+            rotated_at: None,
+            on_old_password: Vec::new(),
         };
         tokio::spawn(task.run(stop.clone()));
         entries.insert(
@@ -213,6 +220,13 @@ struct InstanceTask {
     /// Hash of the online settings last applied per pod (and the pod's IP then).
     applied: HashMap<String, (String, u64)>,
     empty_rounds: u32,
+    /// The password in force; `retired` ones are still tried and stay valid on the servers until
+    /// `password_grace` after `rotated_at`.
+    password: Option<String>,
+    retired: Vec<String>,
+    rotated_at: Option<Instant>,
+    /// Pods that answered only to a retired password this round.
+    on_old_password: Vec<String>,
 }
 
 /// Rounds without any pod after which a task ends (its instance was deleted; pods are gone).
@@ -271,11 +285,7 @@ impl InstanceTask {
         password: &str,
     ) -> Result<dataplane::ReplicationInfo, NodeError> {
         let timeout = self.sup.timing.probe_timeout;
-        let fresh = !matches!(self.conns.get(pod), Some((known, _)) if known == ip);
-        if fresh {
-            let conn = dataplane::connect(ip, names::REDIS_PORT, password, timeout).await?;
-            self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
-        }
+        self.open(pod, ip, password).await?;
         let Some((_, conn)) = self.conns.get_mut(pod) else {
             return Err(NodeError::Other("no connection".into()));
         };
@@ -292,6 +302,82 @@ impl InstanceTask {
         }
     }
 
+    /// Keeps an authenticated connection to `pod`. A node that still only knows a retired
+    /// password (it started before the rotation) gets the new one added online.
+    async fn open(&mut self, pod: &str, ip: &str, password: &str) -> Result<(), NodeError> {
+        if matches!(self.conns.get(pod), Some((known, _)) if known == ip) {
+            return Ok(());
+        }
+        let timeout = self.sup.timing.probe_timeout;
+        match dataplane::connect(ip, names::REDIS_PORT, password, timeout).await {
+            Ok(conn) => {
+                self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
+                return Ok(());
+            }
+            Err(NodeError::Auth) if !self.retired.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        for old in self.retired.clone() {
+            let Ok(mut conn) = dataplane::connect(ip, names::REDIS_PORT, &old, timeout).await
+            else {
+                continue;
+            };
+            dataplane::add_password(&mut conn, password).await?;
+            info!(namespace = %self.key.0, name = %self.key.1, pod, "new password added online");
+            self.on_old_password.push(pod.to_owned());
+            self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
+            return Ok(());
+        }
+        Err(NodeError::Auth)
+    }
+
+    /// Notices a password change; once the grace period passed and every node knows the new
+    /// password, the retired ones are removed from every node.
+    async fn rotate(&mut self, config: &HaConfig, live: usize) {
+        match &self.password {
+            Some(p) if *p != config.password => {
+                self.retired.insert(0, p.clone());
+                self.retired.truncate(3);
+                self.rotated_at = Some(Instant::now());
+                // Reconnect with the new password (adding it where it is unknown).
+                self.conns.clear();
+                self.applied.clear();
+            }
+            _ => {}
+        }
+        self.password = Some(config.password.clone());
+        let Some(at) = self.rotated_at else {
+            return;
+        };
+        let everyone = self.conns.len() >= live && self.on_old_password.is_empty();
+        if at.elapsed() < self.sup.timing.password_grace || !everyone {
+            self.on_old_password.clear();
+            return;
+        }
+        let mut done = true;
+        for (pod, (_, conn)) in self.conns.iter_mut() {
+            if let Err(e) = dataplane::only_password(conn, &config.password).await {
+                warn!(pod = %pod, error = %e, "cannot retire the old password yet");
+                done = false;
+            }
+        }
+        if done {
+            info!(namespace = %self.key.0, name = %self.key.1, "password rotation finished: old password removed");
+            self.sup
+                .events
+                .publish(
+                    &config.owner,
+                    Severity::Normal,
+                    "PasswordRotated",
+                    "RotatePassword",
+                    "the previous password no longer works",
+                )
+                .await;
+            self.retired.clear();
+            self.rotated_at = None;
+        }
+    }
+
     async fn round(&mut self) {
         let config = self.config.borrow().clone();
         let pods = self.pods();
@@ -299,6 +385,9 @@ impl InstanceTask {
             self.empty_rounds += 1;
         } else {
             self.empty_rounds = 0;
+        }
+        if self.password.as_deref() != Some(config.password.as_str()) || self.rotated_at.is_some() {
+            self.rotate(&config, pods.len()).await;
         }
         if let Some(shards) = config.cluster_shards {
             self.cluster_round(&pods, shards, &config).await;
@@ -522,13 +611,7 @@ impl InstanceTask {
         password: &str,
     ) -> Option<Vec<cluster::ClusterNode>> {
         let timeout = self.sup.timing.probe_timeout;
-        let fresh = !matches!(self.conns.get(pod), Some((known, _)) if known == ip);
-        if fresh {
-            let conn = dataplane::connect(ip, names::REDIS_PORT, password, timeout)
-                .await
-                .ok()?;
-            self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
-        }
+        self.open(pod, ip, password).await.ok()?;
         let (_, conn) = self.conns.get_mut(pod)?;
         let text: Option<String> = tokio::time::timeout(
             timeout,
