@@ -25,4 +25,8 @@ and the user's password Secret it reads.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Only used when the Prometheus Operator CRDs exist and an instance asks for them.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors", "prometheusrules"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end -}}

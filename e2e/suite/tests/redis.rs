@@ -921,3 +921,172 @@ async fn password_rotation_keeps_clients_working_then_retires_the_old_password()
     assert_eq!(v, "ok");
     ns.finish().await.expect("clean up");
 }
+
+fn stub_crd(plural: &str, kind: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.monitoring.coreos.com}}
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {{plural: {plural}, kind: {kind}}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+"#
+    )
+}
+
+fn kubectl_ok(args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(kubectl())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn restart_operator() {
+    kubectl_ok(
+        &[
+            "-n",
+            "agility-system",
+            "rollout",
+            "restart",
+            "deployment/agility-operator",
+        ],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "-n",
+            "agility-system",
+            "rollout",
+            "status",
+            "deployment/agility-operator",
+            "--timeout=180s",
+        ],
+        None,
+    );
+}
+
+fn monitoring_is(o: &DynamicObject, status: &str, reason: &str) -> bool {
+    o.data["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Monitoring" && c["status"] == status && c["reason"] == reason)
+    })
+}
+
+#[tokio::test]
+async fn monitoring_objects_follow_the_prometheus_operator_crds() {
+    let env = TestEnv::from_env().await.expect("a reachable cluster");
+    let ns = env
+        .namespace("redis-monitoring")
+        .await
+        .expect("test namespace");
+    let name = "watched";
+    let yaml = instance_yaml(name, "cache")
+        + "  monitoring: {serviceMonitor: true, prometheusRule: true}\n";
+    ns.apply_yaml(&yaml).await.expect("apply RedisInstance");
+    // Without the Prometheus Operator CRDs the instance still runs and says why there is no
+    // ServiceMonitor.
+    wait_ready(&ns, name, Duration::from_secs(180)).await;
+    wait::wait_for(
+        &redis_api(&ns),
+        name,
+        Duration::from_secs(60),
+        "Monitoring=False",
+        |o: &DynamicObject| monitoring_is(o, "False", "CRDNotInstalled"),
+    )
+    .await
+    .expect("Monitoring condition reports the missing CRDs");
+
+    let crds = stub_crd("servicemonitors", "ServiceMonitor")
+        + "---\n"
+        + &stub_crd("prometheusrules", "PrometheusRule");
+    kubectl_ok(&["apply", "-f", "-"], Some(&crds));
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+        ],
+        None,
+    );
+    restart_operator();
+    wait::wait_for(
+        &redis_api(&ns),
+        name,
+        Duration::from_secs(120),
+        "Monitoring=True",
+        |o: &DynamicObject| monitoring_is(o, "True", "Configured"),
+    )
+    .await
+    .expect("Monitoring configured once the CRDs exist");
+    let gvk = |kind: &str| GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
+    let sm: Api<DynamicObject> = Api::namespaced_with(
+        ns.client().clone(),
+        ns.name(),
+        &ApiResource::from_gvk(&gvk("ServiceMonitor")),
+    );
+    let pr: Api<DynamicObject> = Api::namespaced_with(
+        ns.client().clone(),
+        ns.name(),
+        &ApiResource::from_gvk(&gvk("PrometheusRule")),
+    );
+    let sm = sm.get(name).await.expect("ServiceMonitor");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
+    let pr = pr.get(name).await.expect("PrometheusRule");
+    let alerts: Vec<String> = pr.data["spec"]["groups"][0]["rules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("PrometheusRule alerts for a cache instance: {alerts:?}");
+    assert!(
+        alerts.contains(&"RedisInstanceDown".to_owned())
+            && alerts.contains(&"RedisMemoryHigh".to_owned())
+    );
+    assert!(
+        pr.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| r.kind == "RedisInstance"))
+    );
+
+    ns.finish().await.expect("clean up");
+    kubectl_ok(
+        &[
+            "delete",
+            "crd",
+            "servicemonitors.monitoring.coreos.com",
+            "prometheusrules.monitoring.coreos.com",
+        ],
+        None,
+    );
+    restart_operator();
+}

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
+use crate::build::monitoring::{self, MonitoringKinds};
 use crate::build::network_policy::OperatorPeer;
 use crate::build::statefulset::PodFacts;
 use crate::build::{config, network_policy, pdb, secret, service, statefulset};
@@ -30,6 +31,8 @@ pub struct State {
     pub supervisor: Arc<Supervisor>,
     /// User password Secrets → the instances that use them (a change triggers those instances).
     pub secret_users: Arc<std::sync::Mutex<SecretUsers>>,
+    /// Prometheus Operator kinds present when the operator started.
+    pub monitoring: MonitoringKinds,
 }
 
 /// `(namespace, Secret)` → instance names.
@@ -72,7 +75,8 @@ pub async fn reconcile(
     }
     let creds = resolve_credentials(ctx.client(), &obj).await?;
     let password = creds.password.clone();
-    let children = desired(&obj, &plan, &creds, &state.operator)?;
+    let mut children = desired(&obj, &plan, &creds, &state.operator)?;
+    let missing = monitoring_children(&obj, &plan, state.monitoring, &mut children)?;
     ctx.apply_children(obj.as_ref(), &children).await?;
 
     state.supervisor.ensure(
@@ -98,10 +102,69 @@ pub async fn reconcile(
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
     }
-    let (status, transitions) = status(&obj, &plan, &snapshot, ready_pods);
+    let (status, transitions) = status(&obj, &plan, &snapshot, ready_pods, &missing);
     ctx.update_status(obj.as_ref(), &status, &transitions)
         .await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Adds the ServiceMonitor / PrometheusRule the spec asks for and the cluster supports; returns
+/// what was asked for but cannot be built (missing CRDs).
+fn monitoring_children(
+    obj: &RedisInstance,
+    plan: &Plan,
+    kinds: MonitoringKinds,
+    children: &mut Vec<Child>,
+) -> Result<Vec<&'static str>, RedisError> {
+    let wanted = obj.spec.monitoring_or_default();
+    let mut missing = Vec::new();
+    if wanted.service_monitor {
+        if kinds.service_monitor {
+            children.push(Child::new(
+                "service-monitor",
+                &monitoring::service_monitor(obj),
+            )?);
+        } else {
+            missing.push("ServiceMonitor");
+        }
+    }
+    if wanted.prometheus_rule {
+        if kinds.prometheus_rule {
+            children.push(Child::new(
+                "alerts",
+                &monitoring::prometheus_rule(obj, plan),
+            )?);
+        } else {
+            missing.push("PrometheusRule");
+        }
+    }
+    Ok(missing)
+}
+
+/// Sets or removes the Monitoring condition (present only when ServiceMonitor/PrometheusRule were
+/// asked for).
+fn monitoring_condition(c: &mut Conditions, obj: &RedisInstance, missing: &[&str]) {
+    let wanted = obj.spec.monitoring_or_default();
+    if !wanted.service_monitor && !wanted.prometheus_rule {
+        c.remove("Monitoring");
+    } else if missing.is_empty() {
+        c.set(
+            "Monitoring",
+            true,
+            "Configured",
+            "ServiceMonitor/PrometheusRule applied as requested",
+        );
+    } else {
+        c.set(
+            "Monitoring",
+            false,
+            "CRDNotInstalled",
+            &format!(
+                "{} requested but the monitoring.coreos.com CRDs were not installed when the operator started (install the Prometheus Operator, then restart the operator)",
+                missing.join(" and ")
+            ),
+        );
+    }
 }
 
 /// `<name>-shard-<i>-<ordinal>` → i.
@@ -237,6 +300,7 @@ pub fn status(
     plan: &Plan,
     ha: &HaSnapshot,
     ready_pods: i32,
+    monitoring_missing: &[&str],
 ) -> (RedisInstanceStatus, Vec<agility_core::status::Transition>) {
     let live = obj.status.clone().unwrap_or_default();
     let mut c = Conditions::new(&live.conditions, obj.meta().generation);
@@ -294,6 +358,7 @@ pub fn status(
             &format!("{expected} of {expected} nodes Ready"),
         );
     }
+    monitoring_condition(&mut c, obj, monitoring_missing);
     let (conditions, transitions) = c.finish();
     let status = RedisInstanceStatus {
         phase: Some(phase.into()),

@@ -92,7 +92,7 @@ pub struct RedisInstanceSpec {
     #[schemars(schema_with = "parameters_schema")]
     pub parameters: BTreeMap<String, String>,
 
-    /// Monitoring: the redis_exporter sidecar.
+    /// Monitoring: the redis_exporter sidecar, ServiceMonitor and PrometheusRule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
 
@@ -275,15 +275,25 @@ impl MaxmemoryPolicy {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Monitoring {
-    /// The redis_exporter sidecar on port 9121 (default true). ServiceMonitor and PrometheusRule
-    /// generation are not implemented yet.
+    /// The redis_exporter sidecar on port 9121 (default true).
     #[serde(default = "yes")]
     pub exporter: bool,
+    /// A ServiceMonitor for the exporter (needs the Prometheus Operator CRDs when the operator
+    /// starts; reported in the Monitoring condition otherwise).
+    #[serde(default)]
+    pub service_monitor: bool,
+    /// A PrometheusRule with the instance's alerts (same requirement).
+    #[serde(default)]
+    pub prometheus_rule: bool,
 }
 
 impl Default for Monitoring {
     fn default() -> Self {
-        Monitoring { exporter: true }
+        Monitoring {
+            exporter: true,
+            service_monitor: false,
+            prometheus_rule: false,
+        }
     }
 }
 

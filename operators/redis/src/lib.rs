@@ -32,6 +32,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::watcher::{self, watcher};
 
+use crate::build::monitoring::{MonitoringKinds, PrometheusRule, ServiceMonitor};
 use crate::build::network_policy::OperatorPeer;
 use crate::controller::State;
 use crate::crd::RedisInstance;
@@ -83,6 +84,21 @@ pub fn settings_from_env() -> (OperatorSettings, OperatorPeer) {
     (settings, operator)
 }
 
+/// Which Prometheus Operator kinds exist (checked once at start).
+async fn monitoring_kinds(client: &kube::Client) -> MonitoringKinds {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let exists = |name: &'static str| {
+        let crds = crds.clone();
+        async move { matches!(crds.get_opt(name).await, Ok(Some(_))) }
+    };
+    let kinds = MonitoringKinds {
+        service_monitor: exists("servicemonitors.monitoring.coreos.com").await,
+        prometheus_rule: exists("prometheusrules.monitoring.coreos.com").await,
+    };
+    tracing::info!(?kinds, "Prometheus Operator kinds");
+    kinds
+}
+
 async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
     let client = ctx.client().clone();
     let shutdown = ctx.shutdown().clone();
@@ -120,7 +136,7 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
             "agility_redis_failovers_total",
             "Automatic failovers carried out, by reason",
         ),
-        &["reason"],
+        &["namespace", "name", "reason"],
     )
     .map_err(|e| agility_core::Error::Internal(format!("metric: {e}")))?;
     if let Err(e) = ctx
@@ -155,12 +171,14 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         shutdown,
     ));
     let (settings, operator) = settings_from_env();
+    let monitoring = monitoring_kinds(&client_for_secrets).await;
     let secret_users: Arc<std::sync::Mutex<controller::SecretUsers>> = Arc::default();
     let state = State {
         settings,
         operator,
         supervisor,
         secret_users: secret_users.clone(),
+        monitoring,
     };
     let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
         rx.recv().await.map(|k| (k, rx))
@@ -192,7 +210,15 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
     })
     .flatten()
     .boxed();
-    Runner::<RedisInstance>::new(ctx)
+    let mut runner = Runner::<RedisInstance>::new(ctx);
+    // Optional kinds are watched (and pruned) only when their CRDs exist.
+    if monitoring.service_monitor {
+        runner = runner.owns::<ServiceMonitor>();
+    }
+    if monitoring.prometheus_rule {
+        runner = runner.owns::<PrometheusRule>();
+    }
+    runner
         .owns::<StatefulSet>()
         .owns::<Service>()
         .owns::<ConfigMap>()

@@ -2,6 +2,7 @@
 //! from fixtures.
 
 pub mod config;
+pub mod monitoring;
 pub mod network_policy;
 pub mod pdb;
 pub mod secret;

@@ -152,11 +152,19 @@ pub fn plan_cluster(
     if !steps.is_empty() {
         return Ok(steps);
     }
-    // 2. Forget nodes whose IP no pod has any more (pods replaced with new identities).
+    // 2. Forget nodes whose IP no pod has any more (pods replaced with new identities) — but only
+    // once they serve no slots: a failed master's replica needs the other masters to still know
+    // it to win the failover vote. A replica cannot forget its own master.
     let ips: Vec<&str> = answering.iter().map(|p| p.ip.as_str()).collect();
     for p in &answering {
+        let my_master = p.me().and_then(|m| m.master_id.clone());
         for n in p.view.iter().flatten() {
-            if n.failed && !ips.contains(&n.ip.as_str()) && !n.myself {
+            let forgettable = n.failed
+                && !n.myself
+                && n.slots.is_empty()
+                && !ips.contains(&n.ip.as_str())
+                && my_master.as_deref() != Some(n.id.as_str());
+            if forgettable {
                 steps.push(ClusterStep::Forget {
                     via: p.pod.clone(),
                     id: n.id.clone(),
@@ -181,11 +189,12 @@ pub fn plan_cluster(
         let owner = match owner {
             Some(o) => o,
             None => {
-                // No member serves slots: a fresh cluster. Skip if the shard's slots live
-                // elsewhere (a promoted node from another shard would be a bug; wait for it).
+                // No member serves slots: a fresh cluster. Skip when any node any pod knows of
+                // (failed ones included: their replica may be about to take over) serves them.
                 let (start, end) = slot_range(shard, shards);
-                let served = seed_view
+                let served = answering
                     .iter()
+                    .flat_map(|p| p.view.iter().flatten())
                     .any(|n| n.slots.iter().any(|(a, b)| *a <= start && start <= *b));
                 if served {
                     continue;
@@ -441,6 +450,42 @@ mod tests {
                 via: "s-1".into(),
                 id: "a".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_failed_master_with_slots_is_not_forgotten_before_its_replica_took_over() {
+        let mut dead = node("a", "10.0.0.1", false, true, None, &[(0, 16383)]);
+        dead.failed = true;
+        let pods = vec![
+            pod(
+                "s-0",
+                0,
+                0,
+                "10.0.0.9",
+                vec![
+                    node("c", "10.0.0.9", true, true, None, &[]),
+                    node("b", "10.0.0.2", false, false, Some("a"), &[]),
+                ],
+            ),
+            pod(
+                "s-1",
+                0,
+                1,
+                "10.0.0.2",
+                vec![
+                    node("b", "10.0.0.2", true, false, Some("a"), &[]),
+                    node("c", "10.0.0.9", false, true, None, &[]),
+                    dead,
+                ],
+            ),
+        ];
+        let steps = plan_cluster(&pods, 1, 2).unwrap();
+        assert!(
+            steps
+                .iter()
+                .all(|s| !matches!(s, ClusterStep::Forget { .. })),
+            "{steps:?}"
         );
     }
 

@@ -477,7 +477,11 @@ impl InstanceTask {
                             info!(namespace = %self.key.0, name = %self.key.1, %note, "failover");
                             self.sup
                                 .failovers
-                                .with_label_values(&[reason.as_str()])
+                                .with_label_values(&[
+                                    self.key.0.as_str(),
+                                    self.key.1.as_str(),
+                                    reason.as_str(),
+                                ])
                                 .inc();
                             self.sup
                                 .events
