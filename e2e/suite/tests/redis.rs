@@ -15,6 +15,12 @@ use serde_json::Value;
 /// The test host and the node's bridge: where the test's connections come from.
 const TEST_SOURCES: &str = r#"["10.250.0.0/24", "10.244.0.1/32"]"#;
 
+/// A temporary namespace for one test (kept with a dump if the test fails).
+async fn test_namespace(test: &str) -> TestNamespace {
+    let env = TestEnv::from_env().await.expect("a reachable cluster");
+    env.namespace(test).await.expect("test namespace")
+}
+
 fn redis_api(ns: &TestNamespace) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("redis.agility.dev", "v1alpha1", "RedisInstance");
     Api::namespaced_with(ns.client().clone(), ns.name(), &ApiResource::from_gvk(&gvk))
@@ -259,11 +265,7 @@ async fn load(
 
 #[tokio::test]
 async fn standard_instance_fails_over_without_losing_acknowledged_writes() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env
-        .namespace("redis-standard")
-        .await
-        .expect("test namespace");
+    let ns = test_namespace("redis-standard").await;
     let name = "orders";
     let t0 = Instant::now();
     ns.apply_yaml(&instance_yaml(name, "standard"))
@@ -474,8 +476,7 @@ fn kubectl_apply(ns: &str, yaml: &str) -> (bool, String) {
 
 #[tokio::test]
 async fn cache_instance_serves_and_bad_specs_are_rejected_at_apply() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env.namespace("redis-cache").await.expect("test namespace");
+    let ns = test_namespace("redis-cache").await;
     let t0 = Instant::now();
     ns.apply_yaml(&instance_yaml("sessions", "cache"))
         .await
@@ -573,11 +574,7 @@ async fn ping_from(ns: &TestNamespace, pod: &str, host: &str, pw: &str) -> Resul
 
 #[tokio::test]
 async fn allowlist_admits_listed_pods_and_blocks_the_rest() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env
-        .namespace("redis-allowlist")
-        .await
-        .expect("test namespace");
+    let ns = test_namespace("redis-allowlist").await;
     let name = "guarded";
     let yaml = format!(
         "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {{name: {name}}}\nspec:\n  edition: cache\n  resources: {{memory: 64Mi, cpu: 100m}}\n  allowlist:\n    sameNamespace: false\n    peers: [{{podSelector: {{matchLabels: {{app: allowed}}}}}}]\n"
@@ -641,11 +638,7 @@ async fn allowlist_admits_listed_pods_and_blocks_the_rest() {
 
 #[tokio::test]
 async fn cluster_edition_spreads_keys_over_every_shard_and_survives_a_master_loss() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env
-        .namespace("redis-cluster")
-        .await
-        .expect("test namespace");
+    let ns = test_namespace("redis-cluster").await;
     let name = "catalog";
     let yaml = format!(
         "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {{name: {name}}}\nspec:\n  edition: cluster\n  shards: 3\n  resources: {{memory: 64Mi, cpu: 100m, maxClients: 1000}}\n  allowlist: {{ipBlocks: {TEST_SOURCES}}}\n"
@@ -835,11 +828,7 @@ async fn cluster_edition_spreads_keys_over_every_shard_and_survives_a_master_los
 
 #[tokio::test]
 async fn password_rotation_keeps_clients_working_then_retires_the_old_password() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env
-        .namespace("redis-rotation")
-        .await
-        .expect("test namespace");
+    let ns = test_namespace("redis-rotation").await;
     let name = "billing";
     let (old, new) = ("Old-Passw0rd-1234", "New-Passw0rd-5678");
     let secret = |pw: &str| {
@@ -999,11 +988,7 @@ fn monitoring_is(o: &DynamicObject, status: &str, reason: &str) -> bool {
 
 #[tokio::test]
 async fn monitoring_objects_follow_the_prometheus_operator_crds() {
-    let env = TestEnv::from_env().await.expect("a reachable cluster");
-    let ns = env
-        .namespace("redis-monitoring")
-        .await
-        .expect("test namespace");
+    let ns = test_namespace("redis-monitoring").await;
     let name = "watched";
     let yaml = instance_yaml(name, "cache")
         + "  monitoring: {serviceMonitor: true, prometheusRule: true}\n";

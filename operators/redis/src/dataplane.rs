@@ -163,13 +163,7 @@ pub async fn add_password(
     conn: &mut MultiplexedConnection,
     password: &str,
 ) -> Result<(), NodeError> {
-    let _: String = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("on")
-        .arg(format!(">{password}"))
-        .query_async(conn)
-        .await?;
+    set_default_user_password(conn, password, false).await?;
     config_set(conn, "masterauth", password).await
 }
 
@@ -178,13 +172,20 @@ pub async fn only_password(
     conn: &mut MultiplexedConnection,
     password: &str,
 ) -> Result<(), NodeError> {
-    let _: String = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("resetpass")
-        .arg(format!(">{password}"))
-        .query_async(conn)
-        .await?;
+    set_default_user_password(conn, password, true).await
+}
+
+async fn set_default_user_password(
+    conn: &mut MultiplexedConnection,
+    password: &str,
+    drop_others: bool,
+) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("default").arg("on");
+    if drop_others {
+        cmd.arg("resetpass");
+    }
+    let _: String = cmd.arg(format!(">{password}")).query_async(conn).await?;
     Ok(())
 }
 
