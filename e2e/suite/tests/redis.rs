@@ -411,24 +411,61 @@ async fn standard_instance_fails_over_without_losing_acknowledged_writes() {
     load(&ns, name, &pw, &mut acked, &mut n, Duration::from_secs(1)).await;
     assert_no_acked_write_lost(&ns, name, &pw, &acked).await;
 
-    // 3. Resizing (memory 64Mi -> 96Mi) rolls the pods replicas first and keeps the data.
+    // 3. Resizing (memory 64Mi -> 96Mi) rolls the pods: replicas first, then one planned
+    // switchover; no failover, no acknowledged write lost, writes keep flowing.
+    let failover_before =
+        redis_api(&ns).get(name).await.expect("get").data["status"]["lastFailover"].clone();
     let resized = instance_yaml(name, "standard").replace("memory: 64Mi", "memory: 96Mi");
     ns.apply_yaml(&resized).await.expect("resize");
-    wait::wait_for(
-        &ns.api::<k8s_openapi::api::apps::v1::StatefulSet>(),
-        name,
-        Duration::from_secs(240),
-        "rolled out",
-        |s: &k8s_openapi::api::apps::v1::StatefulSet| {
-            s.status.as_ref().is_some_and(|st| {
-                st.updated_replicas == Some(2)
-                    && st.ready_replicas == Some(2)
-                    && st.current_revision == st.update_revision
+    let rollout = Instant::now();
+    let sts_api = ns.api::<k8s_openapi::api::apps::v1::StatefulSet>();
+    let pods_api = ns.api::<Pod>();
+    loop {
+        load(
+            &ns,
+            name,
+            &pw,
+            &mut acked,
+            &mut n,
+            Duration::from_millis(500),
+        )
+        .await;
+        let sts = sts_api.get(name).await.expect("StatefulSet");
+        let target = sts.status.as_ref().and_then(|s| s.update_revision.clone());
+        let pods = pods_api
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+            .await
+            .expect("pods");
+        let updated = pods
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("controller-revision-hash"))
+                    == target.as_ref()
             })
-        },
-    )
-    .await
-    .expect("resize rolls out");
+            .filter(|p| wait::pod_ready(p))
+            .count();
+        if updated == 2 {
+            break;
+        }
+        assert!(
+            rollout.elapsed() < Duration::from_secs(240),
+            "rollout did not finish: {updated} of 2 pods updated"
+        );
+    }
+    println!(
+        "resize rolled out (replicas first, then a switchover) in {:.2}s",
+        rollout.elapsed().as_secs_f64()
+    );
+    let after = redis_api(&ns).get(name).await.expect("get").data["status"]["lastFailover"].clone();
+    assert_eq!(
+        after, failover_before,
+        "a planned rollout must not need a failover"
+    );
     wait_ready(&ns, name, Duration::from_secs(120)).await;
     assert_no_acked_write_lost(&ns, name, &pw, &acked).await;
     let mut conn = connect_eventually(&ns, name, &pw).await;

@@ -79,6 +79,21 @@ pub async fn reconcile(
     let missing = monitoring_children(&obj, &plan, state.monitoring, &mut children)?;
     ctx.apply_children(obj.as_ref(), &children).await?;
 
+    // What the StatefulSets report: Ready pods, and the revision a rollout moves to.
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client().clone(), &ns);
+    let mut ready_pods = 0;
+    let mut update_revision = None;
+    for shard in shard_indexes(&plan) {
+        let st = sts
+            .get_opt(&names::statefulset(&name, shard))
+            .await
+            .map_err(|e| agility_core::Error::kube("read StatefulSet", e))?
+            .and_then(|s| s.status);
+        ready_pods += st.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        if shard.is_none() {
+            update_revision = st.and_then(|s| s.update_revision);
+        }
+    }
     state.supervisor.ensure(
         &ns,
         &name,
@@ -88,20 +103,10 @@ pub async fn reconcile(
             owner: obj.object_ref(&()),
             online: online_settings(&plan),
             cluster_shards: (plan.edition == Edition::Cluster).then_some(plan.shards),
+            update_revision,
         },
     );
     let snapshot = state.supervisor.snapshot(&ns, &name).unwrap_or_default();
-    let sts: Api<StatefulSet> = Api::namespaced(ctx.client().clone(), &ns);
-    let mut ready_pods = 0;
-    for shard in shard_indexes(&plan) {
-        ready_pods += sts
-            .get_opt(&names::statefulset(&name, shard))
-            .await
-            .map_err(|e| agility_core::Error::kube("read StatefulSet", e))?
-            .and_then(|s| s.status)
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-    }
     let (status, transitions) = status(&obj, &plan, &snapshot, ready_pods, &missing);
     ctx.update_status(obj.as_ref(), &status, &transitions)
         .await?;

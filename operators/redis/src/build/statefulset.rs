@@ -348,8 +348,17 @@ pub fn statefulset(
             replicas: Some(plan.pods_per_shard as i32),
             service_name: Some(names::nodes_service(&name)),
             pod_management_policy: Some("Parallel".into()),
+            // Standard/cache: the operator rolls pods itself (replicas first, then a switchover).
+            // Cluster shards: the StatefulSet's own rolling update (highest ordinal first).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some(
+                    if shard.is_some() {
+                        "RollingUpdate"
+                    } else {
+                        "OnDelete"
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             }),
             selector: LabelSelector {

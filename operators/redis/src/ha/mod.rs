@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod decide;
+pub mod rollout;
 pub mod supervisor;
 
 pub use decide::{Decision, FailoverReason, NodeHealth, NodeView, Step, Thresholds, decide};

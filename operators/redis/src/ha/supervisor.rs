@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::cluster::{self, ClusterPod, ClusterStep};
 use super::decide::{Decision, NodeHealth, NodeView, Step, Thresholds, decide};
+use super::rollout::{RolloutStep, RolloutView, plan_rollout};
 use crate::crd::{ClusterStatus, FailoverStatus};
 use crate::dataplane::{self, NodeError};
 use crate::names;
@@ -38,6 +39,9 @@ pub struct HaConfig {
     /// Cluster edition: the number of shards (the supervisor forms the cluster instead of
     /// electing a master).
     pub cluster_shards: Option<u32>,
+    /// The StatefulSet's update revision: pods at another revision are rolled by the supervisor
+    /// (replicas first, then a switchover).
+    pub update_revision: Option<String>,
 }
 
 /// What the supervisor last saw, for status.
@@ -228,6 +232,9 @@ struct InstanceTask {
     /// Pods that answered only to a retired password this round.
     on_old_password: Vec<String>,
 }
+
+/// How long writes are paused on the old master during a planned switchover (at most).
+const SWITCHOVER_PAUSE: Duration = Duration::from_millis(3000);
 
 /// Rounds without any pod after which a task ends (its instance was deleted; pods are gone).
 const EMPTY_ROUNDS_LIMIT: u32 = 100;
@@ -437,6 +444,11 @@ impl InstanceTask {
 
         let decision = decide(&views, config.expected, self.sup.timing.thresholds);
         let failover = self.execute(&decision, &views, &config).await;
+        let quiet = decision.steps.is_empty() && decision.blocked.is_none();
+        if let (true, Some(revision)) = (quiet, &config.update_revision) {
+            self.roll(&pods, &views, config.expected, revision, &config)
+                .await;
+        }
         self.publish(&views, &decision, failover);
     }
 
@@ -664,6 +676,138 @@ impl InstanceTask {
             .map_err(|e| format!("{step:?} on {pod}: {e}"))?;
         info!(namespace = %self.key.0, name = %self.key.1, ?step, "cluster step");
         Ok(())
+    }
+
+    /// One rollout step if one is due (see [`rollout`]).
+    async fn roll(
+        &mut self,
+        pods: &[Arc<Pod>],
+        views: &[NodeView],
+        expected: usize,
+        revision: &str,
+        config: &HaConfig,
+    ) {
+        let rollout_views: Vec<RolloutView> = pods
+            .iter()
+            .map(|p| RolloutView {
+                pod: p.name_any(),
+                revision: p.labels().get("controller-revision-hash").cloned(),
+                ready: p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+                master: p.labels().get(names::ROLE_LABEL).map(String::as_str)
+                    == Some(names::ROLE_MASTER),
+                deleting: p.metadata.deletion_timestamp.is_some(),
+            })
+            .collect();
+        let Some(step) = plan_rollout(&rollout_views, expected, revision) else {
+            return;
+        };
+        let result = match &step {
+            RolloutStep::Replace { pod } => self.delete_pod(pod, None).await,
+            RolloutStep::Switchover { from, to } => self.switchover(from, to, views).await,
+        };
+        match result {
+            Ok(()) => {
+                let note = match &step {
+                    RolloutStep::Replace { pod } => {
+                        format!("replacing {pod} with revision {revision}")
+                    }
+                    RolloutStep::Switchover { from, to } => {
+                        format!(
+                            "switched the master from {from} to {to}; replacing {from} with revision {revision}"
+                        )
+                    }
+                };
+                info!(namespace = %self.key.0, name = %self.key.1, %note, "rolling update");
+                self.sup
+                    .events
+                    .publish(
+                        &config.owner,
+                        Severity::Normal,
+                        "RollingUpdate",
+                        "Update",
+                        &note,
+                    )
+                    .await;
+                let _ = self
+                    .sup
+                    .trigger
+                    .send((Some(self.key.0.clone()), self.key.1.clone()));
+            }
+            Err(e) => {
+                warn!(namespace = %self.key.0, name = %self.key.1, ?step, error = %e, "rollout step failed; retrying next round")
+            }
+        }
+    }
+
+    /// Planned master change: pause writes on the old master, let the replica catch up, move
+    /// the label, promote, then replace the old master's pod (it returns as a replica).
+    async fn switchover(&mut self, from: &str, to: &str, views: &[NodeView]) -> Result<(), String> {
+        if !views
+            .iter()
+            .any(|v| v.pod == to && matches!(v.health, NodeHealth::Up(_)))
+        {
+            return Err(format!("{to} does not answer"));
+        }
+        {
+            let (_, conn) = self
+                .conns
+                .get_mut(from)
+                .ok_or("no connection to the master")?;
+            let _: String = redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(SWITCHOVER_PAUSE.as_millis() as u64)
+                .arg("WRITE")
+                .query_async(conn)
+                .await
+                .map_err(|e| format!("CLIENT PAUSE on {from}: {e}"))?;
+        }
+        // Wait (bounded by the pause) until the replica has everything the master has.
+        let deadline = Instant::now() + SWITCHOVER_PAUSE / 2;
+        loop {
+            let master = self.offset_of(from).await;
+            let replica = self.offset_of(to).await;
+            match (master, replica) {
+                (Some(m), Some(r)) if r >= m => break,
+                _ if Instant::now() >= deadline => {
+                    return Err("the replica did not catch up in time".into());
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        self.label(from, None).await?;
+        self.replicaof(to, None).await?;
+        self.label(to, Some(names::ROLE_MASTER)).await?;
+        self.delete_pod(from, None).await
+    }
+
+    /// The replication offset of `pod` over its kept connection.
+    async fn offset_of(&mut self, pod: &str) -> Option<i64> {
+        let (_, conn) = self.conns.get_mut(pod)?;
+        let info =
+            tokio::time::timeout(self.sup.timing.probe_timeout, dataplane::replication(conn)).await;
+        info.ok()?.ok().map(|i| i.offset)
+    }
+
+    async fn delete_pod(&self, pod: &str, grace: Option<u32>) -> Result<(), String> {
+        let api: Api<Pod> = Api::namespaced(self.sup.client.clone(), &self.key.0);
+        match api
+            .delete(
+                pod,
+                &DeleteParams {
+                    grace_period_seconds: grace,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(format!("delete {pod}: {e}")),
+        }
     }
 
     /// CONFIG SET of the online settings on every answering node whose applied hash is stale.
