@@ -172,6 +172,7 @@ impl Supervisor {
             retired: Vec::new(),
             rotated_at: None,
             on_old_password: Vec::new(),
+            rollout_backoff_until: None,
         };
         tokio::spawn(task.run(stop.clone()));
         entries.insert(
@@ -231,7 +232,13 @@ struct InstanceTask {
     rotated_at: Option<Instant>,
     /// Pods that answered only to a retired password this round.
     on_old_password: Vec<String>,
+    /// A failed rollout step waits until then (a switchover that cannot complete must not pause
+    /// writes every round).
+    rollout_backoff_until: Option<Instant>,
 }
+
+/// Wait after a failed rollout step.
+const ROLLOUT_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How long writes are paused on the old master during a planned switchover (at most).
 const SWITCHOVER_PAUSE: Duration = Duration::from_millis(3000);
@@ -702,6 +709,12 @@ impl InstanceTask {
                 deleting: p.metadata.deletion_timestamp.is_some(),
             })
             .collect();
+        if self
+            .rollout_backoff_until
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return;
+        }
         let Some(step) = plan_rollout(&rollout_views, expected, revision) else {
             return;
         };
@@ -738,7 +751,8 @@ impl InstanceTask {
                     .send((Some(self.key.0.clone()), self.key.1.clone()));
             }
             Err(e) => {
-                warn!(namespace = %self.key.0, name = %self.key.1, ?step, error = %e, "rollout step failed; retrying next round")
+                warn!(namespace = %self.key.0, name = %self.key.1, ?step, error = %e, "rollout step failed; retrying in 10 s");
+                self.rollout_backoff_until = Some(Instant::now() + ROLLOUT_BACKOFF);
             }
         }
     }
@@ -773,6 +787,11 @@ impl InstanceTask {
             match (master, replica) {
                 (Some(m), Some(r)) if r >= m => break,
                 _ if Instant::now() >= deadline => {
+                    // Give the writes back at once rather than when the pause expires.
+                    if let Some((_, conn)) = self.conns.get_mut(from) {
+                        let _: redis::RedisResult<String> =
+                            redis::cmd("CLIENT").arg("UNPAUSE").query_async(conn).await;
+                    }
                     return Err("the replica did not catch up in time".into());
                 }
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
