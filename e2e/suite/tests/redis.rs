@@ -554,6 +554,8 @@ async fn cache_instance_serves_and_bad_specs_are_rejected_at_apply() {
         ("parameter not on the list", format!("{base}  resources: {{memory: 64Mi}}\n  parameters: {{save: \"\"}}\n"), "unknown field \"spec.parameters.save\""),
         ("cache with persistence", format!("{base}  edition: cache\n  resources: {{memory: 64Mi}}\n  persistence: {{appendOnly: true}}\n"), "the cache edition keeps no data"),
         ("immutable edition", "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {name: sessions}\nspec:\n  edition: standard\n  resources: {memory: 64Mi}\n".to_owned(), "spec.edition is immutable"),
+        ("TLS switched on later", "apiVersion: redis.agility.dev/v1alpha1\nkind: RedisInstance\nmetadata: {name: sessions}\nspec:\n  edition: cache\n  resources: {memory: 64Mi}\n  tls: {enabled: true}\n".to_owned(), "spec.tls.enabled cannot change after creation"),
+        ("TLS Secret without TLS", format!("{base}  resources: {{memory: 64Mi}}\n  tls: {{secretName: mine}}\n"), "spec.tls.secretName needs spec.tls.enabled: true"),
     ];
     for (what, yaml, want) in cases {
         let (ok, err) = kubectl_apply(ns.name(), &yaml);
@@ -1111,4 +1113,158 @@ async fn monitoring_objects_follow_the_prometheus_operator_crds() {
         None,
     );
     restart_operator();
+}
+
+/// A verified TLS connection: dialled at `addr`, the server certificate checked against `ca_pem`
+/// for `server_name` (what a client resolving the Service name would check).
+async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+    password: &str,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let info = redis::RedisConnectionInfo::default().set_password(password);
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_millis(1000)));
+        let (conn, driver) = redis::aio::MultiplexedConnection::new_with_config(&info, tls, cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(driver);
+        Ok(conn)
+    };
+    tokio::time::timeout(Duration::from_secs(3), attempt)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+fn secret_text(s: &Secret, key: &str) -> String {
+    let d = s.data.as_ref().expect("Secret data");
+    String::from_utf8(d[key].0.clone()).expect("utf8")
+}
+
+#[tokio::test]
+async fn tls_instance_speaks_only_verified_tls_and_fails_over() {
+    let ns = test_namespace("redis-tls").await;
+    let name = "secure";
+    let t0 = Instant::now();
+    let yaml = instance_yaml(name, "standard") + "  tls: {enabled: true}\n";
+    ns.apply_yaml(&yaml).await.expect("apply RedisInstance");
+    // Running means both nodes Ready: the replica synced from the master over TLS.
+    wait_ready(&ns, name, Duration::from_secs(180)).await;
+    println!(
+        "TLS standard instance apply -> Ready: {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let conn_secret = ns
+        .api::<Secret>()
+        .get(&format!("{name}-connection"))
+        .await
+        .expect("connection Secret");
+    assert_eq!(secret_text(&conn_secret, "tls"), "true");
+    assert!(secret_text(&conn_secret, "uri").starts_with("rediss://"));
+    let ca = secret_text(&conn_secret, "ca.crt");
+    let pw = secret_text(&conn_secret, "password");
+    let host = format!("{name}.{}.svc", ns.name());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = loop {
+        match tls_connect(endpoint(&ns, name).await, &host, &ca, &pw).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() >= deadline => panic!("no TLS connection to {host}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert!(
+        acked_write(&mut conn, "over-tls")
+            .await
+            .expect("SET + WAIT over TLS"),
+        "the replica acknowledges over TLS replication"
+    );
+
+    // Plaintext is closed, and a name the certificate does not carry is refused by the client.
+    let addr = endpoint(&ns, name).await;
+    let plain = match connect(addr, &pw).await {
+        Ok(mut c) => redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(plain.is_err(), "plaintext must not be served: {plain:?}");
+    let wrong = tls_connect(addr, "redis.example.com", &ca, &pw).await;
+    assert!(
+        wrong.as_ref().is_err_and(|e| e.contains("TLS handshake")),
+        "a wrong server name must fail verification"
+    );
+
+    // The supervisor probes over TLS too: losing the master fails over as with plaintext.
+    let master = master_pod(&ns, name).await;
+    let old_ip = pod_ip(&ns, &master).await;
+    let since = Instant::now();
+    ns.api::<Pod>()
+        .delete(&master, &Default::default())
+        .await
+        .expect("delete the master pod");
+    let took = loop {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "no failover over TLS within 60 s"
+        );
+        if let Ok(mut c) = tls_connect(endpoint(&ns, name).await, &host, &ca, &pw).await {
+            let ok: redis::RedisResult<()> = redis::cmd("SET")
+                .arg("after")
+                .arg("v")
+                .query_async(&mut c)
+                .await;
+            let ip: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("replica-announce-ip")
+                .query_async(&mut c)
+                .await;
+            if ok.is_ok() && ip.is_ok_and(|v| v.get(1).is_some_and(|ip| *ip != old_ip)) {
+                break since.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "TLS master pod deleted -> first accepted write on the new master: {:.2}s",
+        took.as_secs_f64()
+    );
+    let mut conn = tls_connect(endpoint(&ns, name).await, &host, &ca, &pw)
+        .await
+        .expect("TLS connection after failover");
+    let v: Option<String> = redis::cmd("GET")
+        .arg("over-tls")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(v.as_deref(), Some("v"), "the acknowledged write survived");
+    ns.finish().await.expect("clean up");
 }

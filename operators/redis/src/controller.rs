@@ -15,6 +15,7 @@ use crate::build::monitoring::{self, MonitoringKinds};
 use crate::build::network_policy::OperatorPeer;
 use crate::build::statefulset::PodFacts;
 use crate::build::{config, network_policy, pdb, secret, service, statefulset};
+use crate::certs::{self, TlsMaterial};
 use crate::crd::{Edition, NodeStatus, RedisInstance, RedisInstanceStatus};
 use crate::error::RedisError;
 use crate::ha::supervisor::{HaConfig, HaSnapshot, Supervisor};
@@ -73,11 +74,32 @@ pub async fn reconcile(
     if let Some(r) = &obj.spec.password_secret_ref {
         state.watch_secret(&ns, &r.name, &name);
     }
+    if let Some(Some(secret)) = &plan.tls {
+        // A new user certificate rolls the pods onto it.
+        state.watch_secret(&ns, secret, &name);
+    }
     let creds = resolve_credentials(ctx.client(), &obj).await?;
+    let tls = certs::resolve(ctx.client(), &obj, &plan).await?;
     let password = creds.password.clone();
-    let mut children = desired(&obj, &plan, &creds, &state.operator)?;
+    let mut children = desired(&obj, &plan, &creds, tls.as_ref(), &state.operator)?;
     let missing = monitoring_children(&obj, &plan, state.monitoring, &mut children)?;
     ctx.apply_children(obj.as_ref(), &children).await?;
+    if let Some(t) = tls.as_ref().filter(|t| t.renewed && t.issued.is_some()) {
+        let note = match obj.status.as_ref().and_then(|s| s.observed_generation) {
+            None => "issued the server certificate (CA of the instance's own)",
+            Some(_) => "issued a new server certificate; pods roll onto it",
+        };
+        tracing::info!(namespace = %ns, name = %name, fingerprint = %t.fingerprint, "{note}");
+        ctx.events()
+            .publish(
+                &obj.object_ref(&()),
+                agility_core::events::Severity::Normal,
+                "CertificateIssued",
+                "IssueCertificate",
+                note,
+            )
+            .await;
+    }
 
     // What the StatefulSets report: Ready pods, and the revision a rollout moves to.
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client().clone(), &ns);
@@ -104,6 +126,7 @@ pub async fn reconcile(
             online: online_settings(&plan),
             cluster_shards: (plan.edition == Edition::Cluster).then_some(plan.shards),
             update_revision,
+            tls_ca: tls.map(|t| t.ca_cert),
         },
     );
     let snapshot = state.supervisor.snapshot(&ns, &name).unwrap_or_default();
@@ -206,19 +229,31 @@ pub fn desired(
     obj: &RedisInstance,
     plan: &Plan,
     creds: &Credentials,
+    tls: Option<&TlsMaterial>,
     operator: &OperatorPeer,
 ) -> Result<Vec<Child>, RedisError> {
+    // Read only at start: restart-only parameters and the served certificate.
+    let restart_inputs = format!(
+        "{:?}{}",
+        plan.restart_params,
+        tls.map(|t| t.fingerprint.as_str()).unwrap_or_default()
+    );
     let facts = PodFacts {
         restart_hash: format!(
             "{:016x}",
-            agility_core::apply::fnv1a64(format!("{:?}", plan.restart_params).as_bytes())
+            agility_core::apply::fnv1a64(restart_inputs.as_bytes())
         ),
     };
     let mut children = vec![
         Child::new("config", &config::config_map(obj, plan))?,
         Child::new(
             "connection",
-            &secret::connection_secret(obj, &creds.password, &creds.monitor_password),
+            &secret::connection_secret(
+                obj,
+                &creds.password,
+                &creds.monitor_password,
+                tls.map(|t| t.ca_cert.as_str()),
+            ),
         )?,
         Child::new("nodes", &service::nodes(obj, plan))?,
         Child::new("endpoint", &service::endpoint(obj, plan))?,
@@ -231,6 +266,13 @@ pub fn desired(
         children.push(Child::new(
             names::COMPONENT_SERVER,
             &statefulset::statefulset(obj, plan, shard, &facts),
+        )?);
+    }
+    if let Some((ca, cert)) = tls.and_then(|t| t.issued.as_ref()) {
+        children.push(Child::new("tls-ca", &secret::ca_secret(obj, ca))?);
+        children.push(Child::new(
+            "tls",
+            &secret::issued_tls_secret(obj, cert, &ca.cert),
         )?);
     }
     if let Some(pdb) = pdb::pdb(obj, plan) {

@@ -41,6 +41,7 @@ pub const GROUP: &str = "redis.agility.dev";
     validation = Rule::new("self.edition != 'cache' || !has(self.persistence) || (!self.persistence.appendOnly && !has(self.persistence.storage))").message("the cache edition keeps no data: persistence.appendOnly must be false and persistence.storage unset"),
     validation = Rule::new("!has(self.instanceClass) || self.edition != 'cluster' || self.instanceClass.startsWith('redis.sharding.') || self.instanceClass.startsWith('redis.logic.sharding.drredismdb')").message("edition cluster needs a cluster class (redis.sharding.* or redis.logic.sharding.drredismdb*)"),
     validation = Rule::new("!has(self.instanceClass) || self.edition == 'cluster' || !(self.instanceClass.startsWith('redis.sharding.') || self.instanceClass.startsWith('redis.logic.sharding.drredismdb'))").message("cluster classes need edition cluster"),
+    validation = Rule::new("(has(self.tls) && self.tls.enabled) == (has(oldSelf.tls) && oldSelf.tls.enabled)").message("spec.tls.enabled cannot change after creation: plaintext and TLS nodes cannot replicate from each other (create a new instance and migrate)"),
 )]
 pub struct RedisInstanceSpec {
     /// `standard` (master + replica, automatic failover), `cache` (one node, no persistence) or
@@ -73,6 +74,11 @@ pub struct RedisInstanceSpec {
     /// Where the password comes from. Default: generated from a CSPRNG into the connection Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// TLS on the Redis port (replication and the cluster bus too). Default: off. Fixed at
+    /// creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 
     /// Who may connect (enforced by a NetworkPolicy). Default: pods of this namespace only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +151,24 @@ pub struct SecretKeyRef {
 
 fn default_password_key() -> String {
     "password".into()
+}
+
+/// TLS settings.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.secretName) || self.enabled").message("spec.tls.secretName needs spec.tls.enabled: true"))]
+pub struct Tls {
+    /// Serve TLS only: the Redis port speaks TLS, plaintext is closed; replication and the
+    /// cluster bus use TLS too. Clients authenticate with the password (no client certificates).
+    #[serde(default)]
+    pub enabled: bool,
+    /// A Secret of this namespace with `tls.crt`, `tls.key` and `ca.crt` (e.g. from
+    /// cert-manager). Its certificate must name `*.<name>-nodes.<namespace>.svc` (the operator
+    /// verifies each node by that name) and the endpoint host `<name>.<namespace>.svc`. Default:
+    /// issued by the operator from a CA of the instance's own, renewed 30 days before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
 }
 
 /// The allowlist: up to 1,000 IPs/CIDRs plus pod/namespace selectors.
@@ -323,7 +347,7 @@ pub struct RedisInstanceStatus {
     /// `host:port` of the endpoint that follows the master (cluster edition: a seed node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// The Secret with `host`, `port`, `endpoint`, `password`, `uri`.
+    /// The Secret with `host`, `port`, `endpoint`, `password`, `uri` (and `tls`, `ca.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret: Option<String>,
     /// The pod that is master now (standard/cache).
@@ -483,6 +507,11 @@ impl RedisInstanceSpec {
             Edition::Cache => None,
             _ => Some(self.persistence.clone().unwrap_or_default()),
         }
+    }
+
+    /// Whether the instance serves TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.enabled)
     }
 
     /// The monitoring settings in force.

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
 
 /// A node's replication facts (`INFO replication`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +69,9 @@ pub enum NodeError {
     /// The password was refused.
     #[error("authentication failed")]
     Auth,
+    /// The TLS handshake failed (wrong CA, name or protocol).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Anything else (protocol, command errors).
     #[error("{0}")]
     Other(String),
@@ -90,33 +93,68 @@ impl From<redis::RedisError> for NodeError {
     }
 }
 
-/// Opens an authenticated connection to `ip:port`.
+/// How a node is reached over TLS: the verifying client and the name its certificate must carry.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsTarget<'a> {
+    /// The client trusting the instance's CA.
+    pub client: &'a crate::tls::TlsClient,
+    /// The node's headless-Service name.
+    pub server_name: &'a str,
+}
+
+/// Opens an authenticated connection to `ip:port`, over TLS when `tls` is set (dialled by IP,
+/// verified by name).
 pub async fn connect(
     ip: &str,
     port: i32,
     password: &str,
     timeout: Duration,
+    tls: Option<TlsTarget<'_>>,
 ) -> Result<MultiplexedConnection, NodeError> {
-    use redis::IntoConnectionInfo;
     let port = u16::try_from(port).map_err(|_| NodeError::Other(format!("bad port {port}")))?;
-    let info = redis::ConnectionAddr::Tcp(ip.to_owned(), port).into_connection_info()?;
-    let settings = info
-        .redis_settings()
-        .clone()
+    let settings = redis::RedisConnectionInfo::default()
         .set_password(password)
         .set_skip_set_lib_name();
-    let client = Client::open(info.set_redis_settings(settings))?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    match tokio::time::timeout(
-        timeout * 2,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await
-    {
-        Ok(r) => Ok(r?),
+    let open = async {
+        let tcp = tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(io_error)?;
+        // Probes are tiny; do not wait to fill packets.
+        let _ = tcp.set_nodelay(true);
+        let (conn, driver) = match tls {
+            None => MultiplexedConnection::new_with_config(&settings, tcp, config).await?,
+            Some(t) => {
+                let name = crate::tls::TlsClient::server_name(t.server_name)
+                    .map_err(|e| NodeError::Other(e.to_string()))?;
+                let stream = t
+                    .client
+                    .connector()
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| NodeError::Tls(e.to_string()))?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&settings, stream, config).await?;
+                tokio::spawn(driver);
+                return Ok(conn);
+            }
+        };
+        tokio::spawn(driver);
+        Ok::<_, NodeError>(conn)
+    };
+    match tokio::time::timeout(timeout * 2, open).await {
+        Ok(r) => r,
         Err(_) => Err(NodeError::Timeout),
+    }
+}
+
+fn io_error(e: std::io::Error) -> NodeError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => NodeError::Refused,
+        std::io::ErrorKind::TimedOut => NodeError::Timeout,
+        _ => NodeError::Other(e.to_string()),
     }
 }
 

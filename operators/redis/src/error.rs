@@ -24,6 +24,17 @@ pub enum RedisError {
         /// `namespace/name`.
         secret: String,
     },
+    /// The user's TLS Secret is missing, incomplete or unreadable.
+    #[error("TLS Secret {secret}: {reason}")]
+    TlsSecret {
+        /// `namespace/name`.
+        secret: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Issuing the operator's certificate failed.
+    #[error("issuing the TLS certificate: {0}")]
+    Tls(String),
     /// A core failure (apply, status, API).
     #[error(transparent)]
     Core(#[from] agility_core::Error),
@@ -33,7 +44,10 @@ impl Categorized for RedisError {
     fn category(&self) -> ErrorCategory {
         match self {
             RedisError::Plan(_) | RedisError::PasswordUnusable { .. } => ErrorCategory::InvalidSpec,
-            RedisError::PasswordMissing { .. } => ErrorCategory::Dependency,
+            RedisError::PasswordMissing { .. } | RedisError::TlsSecret { .. } => {
+                ErrorCategory::Dependency
+            }
+            RedisError::Tls(_) => ErrorCategory::Internal,
             RedisError::Core(e) => e.category(),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod certs;
 pub mod controller;
 pub mod crd;
 pub mod dataplane;
@@ -14,6 +15,7 @@ pub mod ha;
 pub mod names;
 pub mod params;
 pub mod plan;
+pub mod tls;
 
 use std::sync::Arc;
 

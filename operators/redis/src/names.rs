@@ -50,6 +50,25 @@ pub const RUN_VOLUME: &str = "run";
 /// Its mount path.
 pub const RUN_PATH: &str = "/run/redis";
 
+/// The TLS volume (the certificate Secret: issued or the user's).
+pub const TLS_VOLUME: &str = "tls";
+/// Where the certificate, key and CA are mounted.
+pub const TLS_PATH: &str = "/etc/redis-tls";
+/// Keys of a `kubernetes.io/tls` Secret (and `ca.crt`, which cert-manager adds too).
+pub const KEY_TLS_CERT: &str = "tls.crt";
+/// The private key.
+pub const KEY_TLS_KEY: &str = "tls.key";
+/// The CA that signed `tls.crt`; also in the connection Secret for clients.
+pub const KEY_CA_CERT: &str = "ca.crt";
+/// The issuing CA's private key (only in the operator's CA Secret, never mounted).
+pub const KEY_CA_KEY: &str = "ca.key";
+/// Annotation of the issued certificate Secret: its expiry (RFC 3339).
+pub const NOT_AFTER_ANNOTATION: &str = "redis.agility.dev/not-after";
+/// Annotation of the issued certificate Secret: hash of the names it was issued for.
+pub const SANS_HASH_ANNOTATION: &str = "redis.agility.dev/names-hash";
+/// The cluster DNS domain the issued certificates name besides the short `.svc` names.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// Keys of the connection Secret.
 pub const KEY_HOST: &str = "host";
 /// Port key.
@@ -60,6 +79,8 @@ pub const KEY_ENDPOINT: &str = "endpoint";
 pub const KEY_PASSWORD: &str = "password";
 /// `redis://:password@host:port`.
 pub const KEY_URI: &str = "uri";
+/// `"true"` when the instance speaks TLS (clients then also read `ca.crt`).
+pub const KEY_TLS: &str = "tls";
 /// Password of the `monitor` ACL user the exporter sidecar logs in as (read-only commands; not
 /// rotated with the application password, so metrics survive a rotation).
 pub const KEY_MONITOR_PASSWORD: &str = "monitor-password";
@@ -92,6 +113,21 @@ pub fn config_map(instance: &str) -> String {
 /// The connection Secret.
 pub fn connection_secret(instance: &str) -> String {
     format!("{instance}-connection")
+}
+
+/// The Secret with the certificate the operator issued (`tls.crt`, `tls.key`, `ca.crt`).
+pub fn tls_secret(instance: &str) -> String {
+    format!("{instance}-tls")
+}
+
+/// The Secret with the instance's own CA (certificate and key; never mounted).
+pub fn ca_secret(instance: &str) -> String {
+    format!("{instance}-tls-ca")
+}
+
+/// The DNS name a node's certificate is checked against: `<pod>.<name>-nodes.<ns>.svc`.
+pub fn node_host(pod: &str, instance: &str, namespace: &str) -> String {
+    format!("{pod}.{}.{namespace}.svc", nodes_service(instance))
 }
 
 /// The NetworkPolicy enforcing the allowlist.

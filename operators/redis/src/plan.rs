@@ -65,6 +65,19 @@ pub struct Plan {
     pub restart_params: BTreeMap<String, String>,
     /// The exporter sidecar.
     pub exporter: bool,
+    /// TLS: None for plaintext; `Some(Some(secret))` mounts the user's certificate Secret,
+    /// `Some(None)` the one the operator issues.
+    pub tls: Option<Option<String>>,
+}
+
+impl Plan {
+    /// The certificate Secret the pods mount (TLS instances).
+    pub fn tls_secret(&self, instance: &str) -> Option<String> {
+        self.tls.as_ref().map(|user| {
+            user.clone()
+                .unwrap_or_else(|| crate::names::tls_secret(instance))
+        })
+    }
 }
 
 /// Why a spec cannot be planned (InvalidSpec: waits for an edit).
@@ -204,6 +217,9 @@ pub fn plan(spec: &RedisInstanceSpec, settings: &OperatorSettings) -> Result<Pla
         online_params: params::online(&spec.parameters),
         restart_params: params::restart_only(&spec.parameters),
         exporter: spec.monitoring_or_default().exporter,
+        tls: spec
+            .tls_enabled()
+            .then(|| spec.tls.as_ref().and_then(|t| t.secret_name.clone())),
     })
 }
 

@@ -18,7 +18,35 @@ pub fn redis_conf(plan: &Plan) -> String {
         c.push_str(&s);
         c.push('\n');
     };
-    line(format!("port {}", names::REDIS_PORT));
+    if plan.tls.is_some() {
+        // TLS only: the plaintext port is closed; replicas and the cluster bus speak TLS too.
+        // Clients authenticate with the password, not with certificates.
+        line("port 0".into());
+        line(format!("tls-port {}", names::REDIS_PORT));
+        line(format!(
+            "tls-cert-file {}/{}",
+            names::TLS_PATH,
+            names::KEY_TLS_CERT
+        ));
+        line(format!(
+            "tls-key-file {}/{}",
+            names::TLS_PATH,
+            names::KEY_TLS_KEY
+        ));
+        line(format!(
+            "tls-ca-cert-file {}/{}",
+            names::TLS_PATH,
+            names::KEY_CA_CERT
+        ));
+        line("tls-auth-clients no".into());
+        line("tls-replication yes".into());
+        line("tls-protocols \"TLSv1.2 TLSv1.3\"".into());
+        if plan.edition == Edition::Cluster {
+            line("tls-cluster yes".into());
+        }
+    } else {
+        line(format!("port {}", names::REDIS_PORT));
+    }
     line("bind * -::*".into());
     line("protected-mode no".into());
     line(format!("dir {}", names::DATA_PATH));
@@ -184,6 +212,40 @@ mod tests {
         let p = plan(&spec(Edition::Cluster), &OperatorSettings::default()).unwrap();
         assert!(redis_conf(&p).contains("cluster-enabled yes\n"));
         assert!(start_script(&p).contains("cluster-announce-ip"));
+    }
+
+    #[test]
+    fn tls_closes_plaintext_and_secures_replication() {
+        let mut sp = spec(Edition::Standard);
+        sp.tls = Some(crate::crd::Tls {
+            enabled: true,
+            secret_name: None,
+        });
+        let conf = redis_conf(&plan(&sp, &OperatorSettings::default()).unwrap());
+        for want in [
+            "port 0\n",
+            "tls-port 6379\n",
+            "tls-cert-file /etc/redis-tls/tls.crt\n",
+            "tls-key-file /etc/redis-tls/tls.key\n",
+            "tls-ca-cert-file /etc/redis-tls/ca.crt\n",
+            "tls-replication yes\n",
+            "tls-auth-clients no\n",
+        ] {
+            assert!(conf.contains(want), "missing {want:?} in\n{conf}");
+        }
+        assert!(!conf.contains("tls-cluster"));
+        sp = spec(Edition::Cluster);
+        sp.tls = Some(crate::crd::Tls {
+            enabled: true,
+            secret_name: Some("mine".into()),
+        });
+        let p = plan(&sp, &OperatorSettings::default()).unwrap();
+        assert!(redis_conf(&p).contains("tls-cluster yes\n"));
+        assert_eq!(p.tls_secret("orders").as_deref(), Some("mine"));
+        let plain = plan(&spec(Edition::Standard), &OperatorSettings::default()).unwrap();
+        assert!(redis_conf(&plain).contains("port 6379\n"));
+        assert!(!redis_conf(&plain).contains("tls-"));
+        assert_eq!(plain.tls_secret("orders"), None);
     }
 
     #[test]

@@ -37,9 +37,16 @@ fn quantity(bytes: u64) -> Quantity {
     Quantity(crate::plan::format_bytes(bytes))
 }
 
-fn cli(args: &str) -> String {
+fn cli(tls: bool, args: &str) -> String {
+    // Over TLS the chain is checked against the CA (redis-cli does not check names, so a user
+    // certificate without a loopback name works too).
+    let tls = if tls {
+        format!("--tls --cacert {}/{} ", names::TLS_PATH, names::KEY_CA_CERT)
+    } else {
+        String::new()
+    };
     format!(
-        "REDISCLI_AUTH=\"$(cat {}/{})\" redis-cli --no-auth-warning -h 127.0.0.1 -p {} {args}",
+        "REDISCLI_AUTH=\"$(cat {}/{})\" redis-cli --no-auth-warning {tls}-h 127.0.0.1 -p {} {args}",
         names::AUTH_PATH,
         names::KEY_PASSWORD,
         names::REDIS_PORT
@@ -49,18 +56,18 @@ fn cli(args: &str) -> String {
 /// Ready: a master, or a replica whose link is up and whose sync is done. A node that just started
 /// (a replica of nothing) is not Ready, so a rolling update waits for it to hold the data before
 /// taking the next pod down.
-fn readiness_script() -> String {
+fn readiness_script(tls: bool) -> String {
     format!(
         "i=$({}) || exit 1\ncase \"$i\" in *role:master*) exit 0;; esac\ncase \"$i\" in *master_link_status:up*) case \"$i\" in *master_sync_in_progress:0*) exit 0;; esac;; esac\nexit 1",
-        cli("info replication")
+        cli(tls, "info replication")
     )
 }
 
 /// Alive: answers PING (a node loading its AOF answers LOADING, which is alive too).
-fn liveness_script() -> String {
+fn liveness_script(tls: bool) -> String {
     format!(
         "r=$({}) || exit 1\ncase \"$r\" in PONG*|LOADING*) exit 0;; esac\nexit 1",
-        cli("ping")
+        cli(tls, "ping")
     )
 }
 
@@ -164,31 +171,51 @@ fn redis_container(plan: &Plan) -> Container {
         }]),
         ports: Some(ports),
         resources: Some(resources),
-        readiness_probe: Some(exec_probe(readiness_script(), 2, 2)),
+        readiness_probe: Some(exec_probe(readiness_script(plan.tls.is_some()), 2, 2)),
         // Generous: a hung server is fenced by the operator long before the kubelet restarts it.
-        liveness_probe: Some(exec_probe(liveness_script(), 10, 6)),
-        volume_mounts: Some(vec![
-            mount(names::DATA_VOLUME, names::DATA_PATH, false),
-            mount(names::CONFIG_VOLUME, names::CONFIG_PATH, true),
-            mount(names::AUTH_VOLUME, names::AUTH_PATH, true),
-            mount(names::RUN_VOLUME, names::RUN_PATH, false),
-        ]),
+        liveness_probe: Some(exec_probe(liveness_script(plan.tls.is_some()), 10, 6)),
+        volume_mounts: Some(redis_mounts(plan)),
         security_context: Some(restricted()),
         ..Default::default()
     }
 }
 
+fn redis_mounts(plan: &Plan) -> Vec<VolumeMount> {
+    let mut m = vec![
+        mount(names::DATA_VOLUME, names::DATA_PATH, false),
+        mount(names::CONFIG_VOLUME, names::CONFIG_PATH, true),
+        mount(names::AUTH_VOLUME, names::AUTH_PATH, true),
+        mount(names::RUN_VOLUME, names::RUN_PATH, false),
+    ];
+    if plan.tls.is_some() {
+        m.push(mount(names::TLS_VOLUME, names::TLS_PATH, true));
+    }
+    m
+}
+
 fn exporter_container(instance: &str, plan: &Plan) -> Container {
+    let mut command = vec!["/usr/bin/redis_exporter".to_owned()];
+    if plan.tls.is_some() {
+        // Loopback inside the pod's own network namespace: nobody else can sit in between, and
+        // user certificates need not name 127.0.0.1.
+        command.push(format!(
+            "--redis.addr=rediss://127.0.0.1:{}",
+            names::REDIS_PORT
+        ));
+        command.push("--skip-tls-verification".into());
+    } else {
+        command.push(format!(
+            "--redis.addr=redis://127.0.0.1:{}",
+            names::REDIS_PORT
+        ));
+    }
+    command.push(format!("--web.listen-address=:{}", names::EXPORTER_PORT));
+    command.push(format!("--redis.user={}", names::MONITOR_USER));
     Container {
         name: names::EXPORTER_CONTAINER.into(),
         image: Some(plan.image.clone()),
         image_pull_policy: Some(plan.image_pull_policy.clone()),
-        command: Some(vec![
-            "/usr/bin/redis_exporter".into(),
-            format!("--redis.addr=redis://127.0.0.1:{}", names::REDIS_PORT),
-            format!("--web.listen-address=:{}", names::EXPORTER_PORT),
-            format!("--redis.user={}", names::MONITOR_USER),
-        ]),
+        command: Some(command),
         env: Some(vec![password_env(instance)]),
         ports: Some(vec![ContainerPort {
             name: Some(names::METRICS_PORT_NAME.into()),
@@ -253,6 +280,28 @@ fn volumes(instance: &str, plan: &Plan) -> Vec<Volume> {
             ..Default::default()
         },
     ];
+    if let Some(secret) = plan.tls_secret(instance) {
+        // Only the three files Redis reads, readable by the redis user alone.
+        let item = |k: &str| KeyToPath {
+            key: k.into(),
+            path: k.into(),
+            mode: Some(0o400),
+        };
+        v.push(Volume {
+            name: names::TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                items: Some(vec![
+                    item(names::KEY_TLS_CERT),
+                    item(names::KEY_TLS_KEY),
+                    item(names::KEY_CA_CERT),
+                ]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let has_claim = plan
         .persistence
         .as_ref()
@@ -463,6 +512,56 @@ mod tests {
         assert!(
             spec.volume_claim_templates.is_none(),
             "emptyDir without storage"
+        );
+    }
+
+    #[test]
+    fn tls_mounts_the_certificate_and_probes_speak_tls() {
+        let mut s = std_spec();
+        s.tls = Some(crate::crd::Tls {
+            enabled: true,
+            secret_name: None,
+        });
+        let pod = build(s, None).spec.unwrap().template.spec.unwrap();
+        let tls = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == names::TLS_VOLUME)
+            .unwrap();
+        let secret = tls.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("orders-tls"));
+        assert_eq!(secret.items.as_ref().unwrap().len(), 3);
+        let redis = &pod.containers[0];
+        assert!(
+            redis
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == names::TLS_PATH)
+        );
+        let probe = redis.readiness_probe.as_ref().unwrap();
+        let script = &probe.exec.as_ref().unwrap().command.as_ref().unwrap()[2];
+        assert!(
+            script.contains("--tls --cacert /etc/redis-tls/ca.crt"),
+            "{script}"
+        );
+        let exporter = pod.containers[1].command.as_ref().unwrap();
+        assert!(
+            exporter
+                .iter()
+                .any(|a| a == "--redis.addr=rediss://127.0.0.1:6379")
+        );
+        // Plaintext instances mount nothing of the kind.
+        let plain = build(std_spec(), None).spec.unwrap().template.spec.unwrap();
+        assert!(
+            plain
+                .volumes
+                .unwrap()
+                .iter()
+                .all(|v| v.name != names::TLS_VOLUME)
         );
     }
 

@@ -22,8 +22,9 @@ use super::cluster::{self, ClusterPod, ClusterStep};
 use super::decide::{Decision, NodeHealth, NodeView, Step, Thresholds, decide};
 use super::rollout::{RolloutStep, RolloutView, plan_rollout};
 use crate::crd::{ClusterStatus, FailoverStatus};
-use crate::dataplane::{self, NodeError};
+use crate::dataplane::{self, NodeError, TlsTarget};
 use crate::names;
+use crate::tls::TlsClient;
 
 /// How the supervisor watches one instance.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,8 @@ pub struct HaConfig {
     /// The StatefulSet's update revision: pods at another revision are rolled by the supervisor
     /// (replicas first, then a switchover).
     pub update_revision: Option<String>,
+    /// TLS: the CA (PEM) the nodes' certificates are verified with; None for plaintext.
+    pub tls_ca: Option<String>,
 }
 
 /// What the supervisor last saw, for status.
@@ -173,6 +176,7 @@ impl Supervisor {
             rotated_at: None,
             on_old_password: Vec::new(),
             rollout_backoff_until: None,
+            tls: None,
         };
         tokio::spawn(task.run(stop.clone()));
         entries.insert(
@@ -235,6 +239,8 @@ struct InstanceTask {
     /// A failed rollout step waits until then (a switchover that cannot complete must not pause
     /// writes every round).
     rollout_backoff_until: Option<Instant>,
+    /// The CA in force and the client verifying nodes with it (TLS instances).
+    tls: Option<(String, Result<TlsClient, String>)>,
 }
 
 /// Wait after a failed rollout step.
@@ -323,7 +329,16 @@ impl InstanceTask {
             return Ok(());
         }
         let timeout = self.sup.timing.probe_timeout;
-        match dataplane::connect(ip, names::REDIS_PORT, password, timeout).await {
+        let server_name = names::node_host(pod, &self.key.1, &self.key.0);
+        let tls = match &self.tls {
+            None => None,
+            Some((_, Ok(client))) => Some(TlsTarget {
+                client,
+                server_name: &server_name,
+            }),
+            Some((_, Err(e))) => return Err(NodeError::Tls(e.clone())),
+        };
+        match dataplane::connect(ip, names::REDIS_PORT, password, timeout, tls).await {
             Ok(conn) => {
                 self.conns.insert(pod.to_owned(), (ip.to_owned(), conn));
                 return Ok(());
@@ -332,7 +347,7 @@ impl InstanceTask {
             Err(e) => return Err(e),
         }
         for old in self.retired.clone() {
-            let Ok(mut conn) = dataplane::connect(ip, names::REDIS_PORT, &old, timeout).await
+            let Ok(mut conn) = dataplane::connect(ip, names::REDIS_PORT, &old, timeout, tls).await
             else {
                 continue;
             };
@@ -392,6 +407,21 @@ impl InstanceTask {
         }
     }
 
+    /// Follows the CA in force; a changed CA drops the connections verified with the old one.
+    fn use_tls(&mut self, ca: Option<&str>) {
+        if self.tls.as_ref().map(|(pem, _)| pem.as_str()) == ca {
+            return;
+        }
+        self.conns.clear();
+        self.tls = ca.map(|pem| {
+            let client = TlsClient::new(pem).map_err(|e| e.to_string());
+            if let Err(e) = &client {
+                warn!(namespace = %self.key.0, name = %self.key.1, error = %e, "unusable CA");
+            }
+            (pem.to_owned(), client)
+        });
+    }
+
     async fn round(&mut self) {
         let config = self.config.borrow().clone();
         let pods = self.pods();
@@ -400,6 +430,7 @@ impl InstanceTask {
         } else {
             self.empty_rounds = 0;
         }
+        self.use_tls(config.tls_ca.as_deref());
         if self.password.as_deref() != Some(config.password.as_str()) || self.rotated_at.is_some() {
             self.rotate(&config, pods.len()).await;
         }
