@@ -12,4 +12,5 @@ pub mod crd;
 pub mod error;
 pub mod keyring;
 pub mod root;
+pub mod service;
 pub mod sigv4;
