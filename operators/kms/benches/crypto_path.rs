@@ -11,7 +11,7 @@ use agility_kms::cipher::{self, Material};
 use agility_kms::crd::KeyState;
 use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
 use agility_kms::service::{AccessKey, CONTENT_TYPE, Incoming, Metrics, Service};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use agility_kms::sigv4;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
@@ -24,28 +24,30 @@ fn signed(target: &str, body: &str, at: SystemTime) -> Vec<(String, String)> {
         ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
         ("x-amz-target".to_owned(), format!("TrentService.{target}")),
     ];
-    let identity = aws_credential_types::Credentials::new(AKID, SECRET, None, None, "bench").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("local")
-        .name("kms")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let req = SignableRequest::new(
-        "POST",
-        "/",
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(req, &params).expect("sign").into_parts();
-    for (k, v) in instructions.headers() {
-        headers.push((k.to_owned(), v.to_owned()));
-    }
+    let req = sigv4::Request {
+        method: "POST",
+        uri: "/",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let added = sigv4::sign_request((AKID, SECRET), "local", "kms", at, &req).expect("sign");
+    headers.extend(added);
     headers
+}
+
+fn serve_ok(svc: &Service, headers: &[(String, String)], body: &str, now: SystemTime) -> Vec<u8> {
+    let out = svc.serve(
+        &Incoming {
+            method: "POST",
+            uri: "/",
+            headers,
+            body: body.as_bytes(),
+            request_id: "bench",
+        },
+        now,
+    );
+    assert_eq!(out.status, 200, "{}", String::from_utf8_lossy(&out.body));
+    out.body
 }
 
 fn rate(label: &str, n: u32, mut f: impl FnMut()) {
@@ -124,30 +126,11 @@ fn main() {
         "request path Encrypt 4 KiB (SigV4+authz+JSON)",
         n / 4,
         || {
-            let out = svc.serve(
-                &Incoming {
-                    method: "POST",
-                    uri: "/",
-                    headers: &enc_headers,
-                    body: enc_body.as_bytes(),
-                    request_id: "b",
-                },
-                now,
-            );
-            assert_eq!(out.status, 200);
+            serve_ok(&svc, &enc_headers, &enc_body, now);
         },
     );
-    let out = svc.serve(
-        &Incoming {
-            method: "POST",
-            uri: "/",
-            headers: &enc_headers,
-            body: enc_body.as_bytes(),
-            request_id: "b",
-        },
-        now,
-    );
-    let reply: serde_json::Value = serde_json::from_slice(&out.body).expect("json");
+    let reply: serde_json::Value =
+        serde_json::from_slice(&serve_ok(&svc, &enc_headers, &enc_body, now)).expect("json");
     let dec_body = format!(
         r#"{{"CiphertextBlob":"{}","EncryptionContext":{{"purpose":"bench"}}}}"#,
         reply["CiphertextBlob"].as_str().expect("blob")
@@ -157,17 +140,7 @@ fn main() {
         "request path Decrypt 4 KiB (SigV4+authz+JSON)",
         n / 4,
         || {
-            let out = svc.serve(
-                &Incoming {
-                    method: "POST",
-                    uri: "/",
-                    headers: &dec_headers,
-                    body: dec_body.as_bytes(),
-                    request_id: "b",
-                },
-                now,
-            );
-            assert_eq!(out.status, 200);
+            serve_ok(&svc, &dec_headers, &dec_body, now);
         },
     );
 }

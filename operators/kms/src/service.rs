@@ -266,7 +266,6 @@ fn audit(
 mod tests {
     use std::time::Duration;
 
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
 
@@ -295,40 +294,22 @@ mod tests {
         (svc, registry)
     }
 
-    /// Signs like an AWS SDK: host, content-type, x-amz-date, x-amz-target.
+    /// Signs like an AWS SDK: host, content-type, x-amz-target, then x-amz-date.
     fn signed(target: &str, body: &str, secret: &str, at: SystemTime) -> Vec<(String, String)> {
-        let date = chrono::DateTime::<chrono::Utc>::from(at)
-            .format("%Y%m%dT%H%M%SZ")
-            .to_string();
-        let base = vec![
+        let mut headers = vec![
             ("host".to_owned(), "kms.agility-system.svc".to_owned()),
             ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
             ("x-amz-target".to_owned(), format!("TrentService.{target}")),
         ];
-        let identity =
-            aws_credential_types::Credentials::new(AKID, secret, None, None, "test").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("local")
-            .name("kms")
-            .time(at)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let req = SignableRequest::new(
-            "POST",
-            "/",
-            base.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .unwrap();
-        let (instructions, _) = sign(req, &params).unwrap().into_parts();
-        let mut headers = base;
-        for (k, v) in instructions.headers() {
-            headers.push((k.to_owned(), v.to_owned()));
-        }
-        assert!(headers.iter().any(|(k, _)| k == "x-amz-date"), "{date}");
+        let req = sigv4::Request {
+            method: "POST",
+            uri: "/",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let added =
+            sigv4::sign_request((AKID, secret), "local", SIGNING_SERVICE, at, &req).unwrap();
+        headers.extend(added);
         headers
     }
 

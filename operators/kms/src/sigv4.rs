@@ -169,23 +169,6 @@ pub fn verify(
     {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     }
-    let identity = aws_credential_types::Credentials::new(
-        auth.access_key_id.clone(),
-        secret,
-        None,
-        None,
-        "agility-kms",
-    )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| KmsError::Internal(format!("signing parameters: {e}")))?
-        .into();
     let signable = SignableRequest::new(
         req.method,
         req.uri,
@@ -193,8 +176,13 @@ pub fn verify(
         SignableBody::Bytes(req.body),
     )
     .map_err(|e| incomplete(&format!("request not signable: {e}")))?;
-    let expected = sign(signable, &params)
-        .map_err(|e| KmsError::Internal(format!("signing: {e}")))?
+    let scope = Scope {
+        region,
+        service,
+        time,
+        settings,
+    };
+    let expected = signed_by(&auth.access_key_id, &secret, &scope, signable)?
         .signature()
         .to_owned();
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
@@ -206,6 +194,65 @@ pub fn verify(
             "The request signature we calculated does not match the signature you provided.".into(),
         ))
     }
+}
+
+/// Where and when a signature is made.
+struct Scope<'a> {
+    region: &'a str,
+    service: &'a str,
+    time: SystemTime,
+    settings: SigningSettings,
+}
+
+/// Signs with `aws-sigv4` under `scope`.
+fn signed_by(
+    access_key_id: &str,
+    secret: &str,
+    scope: &Scope<'_>,
+    signable: SignableRequest<'_>,
+) -> Result<aws_sigv4::SigningOutput<aws_sigv4::http_request::SigningInstructions>, KmsError> {
+    let identity =
+        aws_credential_types::Credentials::new(access_key_id, secret, None, None, "agility-kms")
+            .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(scope.region)
+        .name(scope.service)
+        .time(scope.time)
+        .settings(scope.settings.clone())
+        .build()
+        .map_err(|e| KmsError::Internal(format!("signing parameters: {e}")))?
+        .into();
+    sign(signable, &params).map_err(|e| KmsError::Internal(format!("signing: {e}")))
+}
+
+/// Signs a request as an AWS SDK does (for our own clients, the KMS v2 provider and tests):
+/// returns the headers to add (`x-amz-date`, `authorization`).
+pub fn sign_request(
+    credentials: (&str, &str),
+    region: &str,
+    service: &str,
+    time: SystemTime,
+    req: &Request<'_>,
+) -> Result<Vec<(String, String)>, KmsError> {
+    let signable = SignableRequest::new(
+        req.method,
+        req.uri,
+        req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(req.body),
+    )
+    .map_err(|e| KmsError::Internal(format!("request not signable: {e}")))?;
+    let scope = Scope {
+        region,
+        service,
+        time,
+        settings: SigningSettings::default(),
+    };
+    let (instructions, _) = signed_by(credentials.0, credentials.1, &scope, signable)?.into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -329,6 +376,33 @@ mod tests {
                 .code(),
             "MissingAuthenticationTokenException"
         );
+    }
+
+    #[test]
+    fn what_we_sign_we_verify() {
+        let base = vec![
+            ("host".to_owned(), "kms.example".to_owned()),
+            (
+                "x-amz-target".to_owned(),
+                "TrentService.ListKeys".to_owned(),
+            ),
+        ];
+        let req = Request {
+            method: "POST",
+            uri: "/",
+            headers: &base,
+            body: b"{}",
+        };
+        let mut headers = base.clone();
+        headers.extend(sign_request(("AKIDEXAMPLE", SECRET), "local", "kms", at(), &req).unwrap());
+        let signed = Request {
+            method: "POST",
+            uri: "/",
+            headers: &headers,
+            body: b"{}",
+        };
+        let ok = verify(&signed, "local", "kms", at(), |_| Some(SECRET.into())).unwrap();
+        assert_eq!(ok.access_key_id, "AKIDEXAMPLE");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use time::OffsetDateTime;
 
+use crate::build::secret::value;
 use crate::crd::RedisInstance;
 use crate::error::RedisError;
 use crate::names;
@@ -25,14 +26,6 @@ pub struct TlsMaterial {
     pub fingerprint: String,
     /// True when the certificate was (re-)issued in this reconcile.
     pub renewed: bool,
-}
-
-fn value(s: &Secret, key: &str) -> Option<String> {
-    s.data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .filter(|v| !v.trim().is_empty())
 }
 
 fn annotation(s: &Secret, key: &str) -> Option<String> {

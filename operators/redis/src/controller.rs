@@ -290,14 +290,6 @@ pub struct Credentials {
     pub monitor_password: String,
 }
 
-fn secret_value(s: &Secret, key: &str) -> Option<String> {
-    s.data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .filter(|v| !v.is_empty())
-}
-
 /// Reads the user's password Secret (if referenced) and the existing connection Secret; generates
 /// what is missing. A changed user password is a rotation (the supervisor adds it online).
 async fn resolve_credentials(
@@ -310,7 +302,7 @@ async fn resolve_credentials(
         .get_opt(&names::connection_secret(&obj.name_any()))
         .await
         .map_err(|e| agility_core::Error::kube("read the connection Secret", e))?;
-    let kept = |key: &str| existing.as_ref().and_then(|s| secret_value(s, key));
+    let kept = |key: &str| existing.as_ref().and_then(|s| secret::value(s, key));
     let monitor_password =
         kept(names::KEY_MONITOR_PASSWORD).unwrap_or_else(secret::generate_password);
     let password = match &obj.spec.password_secret_ref {
@@ -324,7 +316,7 @@ async fn resolve_credentials(
                     secret: id.clone(),
                     reason: "not found".into(),
                 })?;
-            let pw = secret_value(&s, &r.key).ok_or_else(|| RedisError::PasswordMissing {
+            let pw = secret::value(&s, &r.key).ok_or_else(|| RedisError::PasswordMissing {
                 secret: id.clone(),
                 reason: format!("no key {:?}", r.key),
             })?;

@@ -27,6 +27,15 @@ pub fn password_is_usable(p: &str) -> bool {
         })
 }
 
+/// A Secret's value as text; None when missing, empty or not UTF-8.
+pub fn value(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.trim().is_empty())
+}
+
 fn bytes(m: BTreeMap<&str, String>) -> BTreeMap<String, ByteString> {
     m.into_iter()
         .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
