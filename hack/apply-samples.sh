@@ -13,7 +13,14 @@ fi
 for f in "${samples[@]}"; do
   "$kubectl" apply --server-side -f "$f" >&2
 done
+# Only our kinds report Ready (a sample may also hold e.g. a ResourceQuota).
 for f in "${samples[@]}"; do
-  "$kubectl" wait --for=condition=Ready --timeout=600s -f "$f" >&2
+  mapfile -t names < <("$kubectl" get -f "$f" -o name)
+  mapfile -t namespaces < <("$kubectl" get -f "$f" -o custom-columns=NS:.metadata.namespace --no-headers)
+  for i in "${!names[@]}"; do
+    case "${names[$i]}" in
+      *.agility.dev/*) "$kubectl" wait --for=condition=Ready --timeout=600s -n "${namespaces[$i]}" "${names[$i]}" >&2 ;;
+    esac
+  done
 done
 "$kubectl" get agility -A

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the operator on the local cluster from manifests/install.yaml and waits until it is Available.
+# Installs the operator and the KMS on the local cluster from manifests/install.yaml and waits until
+# both are Available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kubectl=${KUBECTL:-$HOME/.cache/agility/kubernetes-v1.34.4/bin/kubectl}
@@ -7,6 +8,8 @@ export KUBECONFIG=${KUBECONFIG:-/var/lib/agility-e2e/node/kubeconfig}
 namespace=${NAMESPACE:-agility-system}
 existed=false
 "$kubectl" -n "$namespace" get deployment/agility-operator >/dev/null 2>&1 && existed=true
+# The KMS runs the same image as a Deployment of its own.
+deployments=(deployment/agility-operator deployment/agility-kms)
 "$kubectl" apply --server-side --force-conflicts -f manifests/install.yaml >&2
 # The local node has 2 cores: let data pods request a fraction of what their class promises (the
 # limits stay as the class says). Real clusters keep the chart default of 100%.
@@ -14,6 +17,8 @@ existed=false
   AGILITY_REDIS_REQUEST_PERCENT="${AGILITY_REDIS_REQUEST_PERCENT:-5}" >&2
 # A rebuilt operator image keeps its tag, so a running Deployment needs a restart to pick it up.
 if $existed; then
-  "$kubectl" -n "$namespace" rollout restart deployment/agility-operator >&2
+  "$kubectl" -n "$namespace" rollout restart "${deployments[@]}" >&2
 fi
-"$kubectl" -n "$namespace" rollout status deployment/agility-operator --timeout=180s >&2
+for d in "${deployments[@]}"; do
+  "$kubectl" -n "$namespace" rollout status "$d" --timeout=180s >&2
+done

@@ -44,7 +44,7 @@ spec:
           resources: {{limits: {{memory: 80Mi, cpu: 100m}}}}
           readinessProbe:
             exec: {{command: ["/bin/sh", "-c", "redis-cli ping | /bin/busybox grep -q PONG"]}}
-            periodSeconds: 2
+            periodSeconds: 1
 "#
     )
 }

@@ -27,7 +27,17 @@ pub trait ProductController: Send + Sync {
     fn crds(&self) -> Vec<CustomResourceDefinition>;
 
     /// Runs the controller until `ctx.shutdown()` fires (usually `Runner::new(ctx)...run(..)`).
+    /// Only on the leader.
     fn run(&self, ctx: ControllerContext) -> BoxFuture<'static, Result<()>>;
+
+    /// Work that runs on every replica, leader or standby, from start to shutdown: a product's
+    /// stateless data plane served by the same process (e.g. the KMS API). None by default.
+    fn run_on_every_replica(
+        &self,
+        _ctx: ControllerContext,
+    ) -> Option<BoxFuture<'static, Result<()>>> {
+        None
+    }
 }
 
 /// Everything a controller gets from the manager.

@@ -33,6 +33,30 @@ pub enum Mutation {
     CancelDeletion,
 }
 
+/// A state change of one key, for the server to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The `Cmk`'s namespace.
+    pub namespace: String,
+    /// The `Cmk`'s name.
+    pub name: String,
+    /// The key.
+    pub key_id: uuid::Uuid,
+    /// What changes.
+    pub mutation: Mutation,
+}
+
+impl Change {
+    fn of(key: &KeyRecord, mutation: Mutation) -> Self {
+        Change {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            key_id: key.key_id,
+            mutation,
+        }
+    }
+}
+
 /// What one request did, for the response, the audit line and the server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
@@ -42,8 +66,8 @@ pub struct Reply {
     pub key: Option<String>,
     /// The key version used, for cryptographic operations.
     pub version: Option<u32>,
-    /// A state change to write, for management operations: (namespace, Cmk name, change).
-    pub mutation: Option<(String, String, Mutation)>,
+    /// A state change to write, for management operations.
+    pub mutation: Option<Change>,
 }
 
 impl Reply {
@@ -411,9 +435,8 @@ pub fn handle(
                 )));
             }
             let mut reply = Reply::new(json!({}), Some(&key), None);
-            reply.mutation = Some((
-                key.namespace.clone(),
-                key.name.clone(),
+            reply.mutation = Some(Change::of(
+                &key,
                 Mutation::SetEnabled(op == Operation::EnableKey),
             ));
             Ok(reply)
@@ -439,9 +462,8 @@ pub fn handle(
                 Some(&key),
                 None,
             );
-            reply.mutation = Some((
-                key.namespace.clone(),
-                key.name.clone(),
+            reply.mutation = Some(Change::of(
+                &key,
                 Mutation::ScheduleDeletion {
                     window_days: window,
                 },
@@ -458,11 +480,7 @@ pub fn handle(
                 )));
             }
             let mut reply = Reply::new(json!({"KeyId": key.arn}), Some(&key), None);
-            reply.mutation = Some((
-                key.namespace.clone(),
-                key.name.clone(),
-                Mutation::CancelDeletion,
-            ));
+            reply.mutation = Some(Change::of(&key, Mutation::CancelDeletion));
             Ok(reply)
         }
     }
@@ -667,10 +685,12 @@ mod tests {
             &ring,
         )
         .unwrap();
+        let m = r.mutation.unwrap();
         assert_eq!(
-            r.mutation,
-            Some(("shop".into(), "orders".into(), Mutation::SetEnabled(false)))
+            (m.namespace.as_str(), m.name.as_str(), m.key_id),
+            ("shop", "orders", k.key_id)
         );
+        assert_eq!(m.mutation, Mutation::SetEnabled(false));
         let s = call(
             Operation::ScheduleKeyDeletion,
             json!({"KeyId": "alias/orders", "PendingWindowInDays": 7}),
@@ -680,7 +700,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.body["DeletionDate"], json!(1_780_000_000 + 7 * 86_400));
         assert_eq!(
-            s.mutation.unwrap().2,
+            s.mutation.unwrap().mutation,
             Mutation::ScheduleDeletion { window_days: 7 }
         );
         let short = call(

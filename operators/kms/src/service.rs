@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use zeroize::Zeroizing;
 
-use crate::api::{self, Mutation, Reply};
+use crate::api::{self, Change, Reply};
 use crate::authz::{Grant, Operation};
 use crate::error::KmsError;
 use crate::keyring::Keyring;
@@ -78,8 +78,8 @@ pub struct Outcome {
     pub status: u16,
     /// JSON body.
     pub body: Vec<u8>,
-    /// A management operation's change: (namespace, Cmk name, change).
-    pub mutation: Option<(String, String, Mutation)>,
+    /// A management operation's change.
+    pub mutation: Option<Change>,
 }
 
 /// An incoming request.

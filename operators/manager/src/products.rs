@@ -5,7 +5,10 @@ use agility_core::ProductController;
 
 /// Every product controller, in a stable order.
 pub fn all() -> Vec<Box<dyn ProductController>> {
-    vec![Box::new(agility_redis::RedisController)]
+    vec![
+        Box::new(agility_redis::RedisController),
+        Box::new(agility_kms::KmsController),
+    ]
 }
 
 /// Selects the controllers named in `--controllers` (None = all). Unknown names are an error

@@ -51,19 +51,35 @@ pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Re
     ));
 
     let instance = identity(&args);
-    let result = if args.leader_election {
-        run_elected(
-            &args, &client, &products, &metrics, &health, &shutdown, &instance,
-        )
-        .await
-    } else {
-        metrics.set_leader(true);
-        let mut set = start(&products, &client, &metrics, &health, &shutdown, &instance);
-        tokio::select! {
-            () = shutdown.cancelled() => { drain(&mut set).await; Ok(()) }
-            ended = next_ended(&mut set) => Err(controller_ended(ended)),
+    // Data planes served by every replica start before the election and stop last.
+    let mut every = JoinSet::new();
+    for product in &products {
+        let ctx = ControllerContext::new(
+            product.name(),
+            client.clone(),
+            metrics.clone(),
+            health.clone(),
+            shutdown.child_token(),
+            Some(instance.clone()),
+        );
+        if let Some(fut) = product.run_on_every_replica(ctx) {
+            let name = product.name().to_owned();
+            every.spawn(async move { (name, fut.await) });
         }
+    }
+    // An every-replica task that ends while we should run is fatal; ending at shutdown is not.
+    let every_failed = async {
+        let ended = next_ended(&mut every).await;
+        if shutdown.is_cancelled() {
+            std::future::pending::<()>().await;
+        }
+        ended
     };
+    let result = tokio::select! {
+        r = run_controllers(&args, &client, &products, &metrics, &health, &shutdown, &instance) => r,
+        ended = every_failed => Err(controller_ended(ended)),
+    };
+    every.abort_all();
     http_stop.cancel();
     match http.await {
         Ok(Ok(())) => {}
@@ -71,6 +87,28 @@ pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Re
         Err(e) => warn!(error = %e, "HTTP server task failed"),
     }
     result
+}
+
+/// The leader-only controllers: elected, or at once without leader election.
+async fn run_controllers(
+    args: &RunArgs,
+    client: &Client,
+    products: &[Box<dyn ProductController>],
+    metrics: &Arc<Metrics>,
+    health: &Health,
+    shutdown: &CancellationToken,
+    instance: &str,
+) -> Result<()> {
+    if args.leader_election {
+        run_elected(args, client, products, metrics, health, shutdown, instance).await
+    } else {
+        metrics.set_leader(true);
+        let mut set = start(products, client, metrics, health, shutdown, instance);
+        tokio::select! {
+            () = shutdown.cancelled() => { drain(&mut set).await; Ok(()) }
+            ended = next_ended(&mut set) => Err(controller_ended(ended)),
+        }
+    }
 }
 
 async fn run_elected(

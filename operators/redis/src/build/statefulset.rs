@@ -171,7 +171,8 @@ fn redis_container(plan: &Plan) -> Container {
         }]),
         ports: Some(ports),
         resources: Some(resources),
-        readiness_probe: Some(exec_probe(readiness_script(plan.tls.is_some()), 2, 2)),
+        // Every second: readiness gates rollouts and Ready, so a slower probe is felt in each step.
+        readiness_probe: Some(exec_probe(readiness_script(plan.tls.is_some()), 1, 3)),
         // Generous: a hung server is fenced by the operator long before the kubelet restarts it.
         liveness_probe: Some(exec_probe(liveness_script(plan.tls.is_some()), 10, 6)),
         volume_mounts: Some(redis_mounts(plan)),
