@@ -59,3 +59,18 @@ install kubeconform "$KUBECONFORM_MODULE" "$KUBECONFORM_VERSION" "$KUBECONFORM" 
 # check step does not depend on reaching the proxy.
 echo "kubernetes-openapi $(go_module_dir "$KUBERNETES_MODULE@$KUBERNETES_VERSION")/api/openapi-spec/swagger.json"
 echo "prometheus-operator-crds $(go_module_dir "$PROMETHEUS_OPERATOR_MODULE@$PROMETHEUS_OPERATOR_VERSION")/example/prometheus-operator-crd"
+
+# The KMS e2e client: boto3 (a real AWS SDK) and cryptography (local AES for envelope
+# encryption), pinned, in a venv keyed by the versions.
+BOTO3_VERSION=1.44.8
+CRYPTOGRAPHY_VERSION=50.0.2
+venv="$HOME/.cache/agility/venv-kms-boto3-$BOTO3_VERSION-cryptography-$CRYPTOGRAPHY_VERSION"
+# A venv records its own path, so it is built in place; `.complete` marks a finished install.
+if [ ! -f "$venv/.complete" ]; then
+  echo "creating $venv (pip: boto3 $BOTO3_VERSION, cryptography $CRYPTOGRAPHY_VERSION)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet "boto3==$BOTO3_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION" >&2
+  touch "$venv/.complete"
+fi
+echo "python-kms $venv/bin/python"
