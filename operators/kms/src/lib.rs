@@ -19,6 +19,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod keyring;
+pub mod kmsv2;
 pub mod lifecycle;
 pub mod replica;
 pub mod root;

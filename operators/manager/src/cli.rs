@@ -31,6 +31,41 @@ pub enum Command {
     Run(RunArgs),
     /// Write `<plural>.<group>.yaml` for every CRD of every product into a directory.
     Crdgen(CrdgenArgs),
+    /// Serve the Kubernetes KMS v2 provider (gRPC on a unix socket) for a kube-apiserver,
+    /// backed by a `Cmk` of the Agility KMS.
+    KmsPlugin(KmsPluginArgs),
+}
+
+/// Flags of `kms-plugin`.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct KmsPluginArgs {
+    /// The unix socket the API server's EncryptionConfiguration names.
+    #[arg(long, default_value = "/var/run/agility-kms/plugin.sock")]
+    pub socket: PathBuf,
+    /// `host:port` of the KMS API (e.g. the KMS Service's ClusterIP and port 443).
+    #[arg(long)]
+    pub endpoint: String,
+    /// The name the KMS certificate is verified for (and the Host header).
+    #[arg(long, default_value = "agility-kms.agility-system.svc")]
+    pub server_name: String,
+    /// The KMS CA (`ca.crt` of the ConfigMap agility-kms-ca).
+    #[arg(long)]
+    pub ca_file: PathBuf,
+    /// The key: id, ARN or alias.
+    #[arg(long)]
+    pub key: String,
+    /// The region requests are signed for.
+    #[arg(long, default_value = "local")]
+    pub region: String,
+    /// The access key id (from the environment, not the command line, in production).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: String,
+    /// The secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: String,
+    /// Log format: json or text (level from RUST_LOG).
+    #[arg(long, env = "AGILITY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Flags of `run`.
@@ -110,6 +145,29 @@ mod tests {
             Command::Run(r) => r,
             other => panic!("expected run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn kms_plugin_takes_its_endpoint_key_and_credentials() {
+        let c = parse(&[
+            "kms-plugin",
+            "--endpoint",
+            "10.96.0.20:443",
+            "--ca-file",
+            "/etc/agility/kms-ca.crt",
+            "--key",
+            "alias/apiserver",
+            "--access-key-id",
+            "AKIA1",
+            "--secret-access-key",
+            "s",
+        ]);
+        let Command::KmsPlugin(k) = c else {
+            panic!("expected kms-plugin, got {c:?}");
+        };
+        assert_eq!(k.socket, PathBuf::from("/var/run/agility-kms/plugin.sock"));
+        assert_eq!(k.server_name, "agility-kms.agility-system.svc");
+        assert_eq!(k.key, "alias/apiserver");
     }
 
     #[test]

@@ -39,6 +39,15 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::KmsPlugin(args) => {
+            agility_core::telemetry::init(args.log_format)
+                .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the Tokio runtime")?;
+            runtime.block_on(kms_plugin(args))
+        }
         Command::Run(args) => {
             agility_core::telemetry::init(args.log_format)
                 .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
@@ -55,4 +64,34 @@ fn main() -> Result<()> {
             result
         }
     }
+}
+
+/// Serves the KMS v2 provider until SIGTERM/SIGINT.
+async fn kms_plugin(args: cli::KmsPluginArgs) -> Result<()> {
+    use agility_kms::kmsv2::{KmsClient, Provider, Upstream};
+    let ca = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("reading {}", args.ca_file.display()))?;
+    let client = KmsClient::new(
+        Upstream {
+            addr: args.endpoint,
+            server_name: args.server_name,
+            key: args.key,
+            region: args.region,
+            credentials: (args.access_key_id, args.secret_access_key),
+        },
+        &ca,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(dir) = args.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let stop = agility_core::shutdown::on_signal().context("installing signal handlers")?;
+    tracing::info!(socket = %args.socket.display(), "KMS v2 provider serving");
+    agility_kms::kmsv2::serve(
+        &args.socket,
+        std::sync::Arc::new(Provider::new(client)),
+        stop,
+    )
+    .await
+    .map_err(anyhow::Error::msg)
 }

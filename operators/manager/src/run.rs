@@ -313,7 +313,7 @@ mod tests {
             .into_command()
         {
             crate::cli::Command::Run(r) => r,
-            crate::cli::Command::Crdgen(_) => unreachable!(),
+            other => panic!("expected run, got {other:?}"),
         }
     }
 

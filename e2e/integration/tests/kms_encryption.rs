@@ -1,0 +1,337 @@
+//! Secrets encrypted at rest by Agility's KMS: a second kube-apiserver on the tier-1 etcd (its own
+//! prefix) with an EncryptionConfiguration naming the KMS v2 provider on a unix socket; the
+//! provider calls the real KMS server over TLS. Shows that etcd holds only ciphertext (read
+//! straight from etcd), that the Secret reads back, and that restarting the provider does not
+//! break reads (the API server keeps the decrypted DEK seed).
+//!
+//! The KMS here runs in this process, not in the cluster it encrypts: an API server whose
+//! Secrets depend on a KMS running on that same API server could not restart while the KMS is
+//! down (docs/kms.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agility_kms::authz::Grant;
+use agility_kms::bootstrap::issue_api_tls;
+use agility_kms::cipher::Material;
+use agility_kms::crd::KeyState;
+use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
+use agility_kms::kmsv2::{self, KmsClient, Provider, Upstream};
+use agility_kms::server;
+use agility_kms::service::{AccessKey, Metrics, Service};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const AKID: &str = "AKIAAPISERVERIT001";
+const SECRET: &str = "apiserver-it-secret-apiserver-it-secret";
+const PLAINTEXT: &str = "s3cr3t-value-that-must-not-be-in-etcd";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Kills the extra API server when the test ends, however it ends.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kms_service(key_id: uuid::Uuid) -> Arc<Service> {
+    let registry = prometheus::Registry::new();
+    let svc = Arc::new(Service::new(
+        "local",
+        Metrics::new(&registry).expect("metrics"),
+    ));
+    svc.set_keyring(Keyring::new([KeyRecord {
+        key_id,
+        namespace: "kube-system".into(),
+        name: "apiserver".into(),
+        arn: key_arn("kube-system", key_id),
+        state: KeyState::Enabled,
+        description: "Secrets at rest".into(),
+        created: 0,
+        deletion: None,
+        aliases: vec!["alias/apiserver".into()],
+        rotation_enabled: false,
+        rotation_period_days: None,
+        current_version: 1,
+        versions: BTreeMap::from([(1, Material::generate())]),
+        creator: String::new(),
+    }]));
+    svc.set_access_keys(HashMap::from([(
+        AKID.to_owned(),
+        AccessKey {
+            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
+            grant: Grant {
+                principal: "kube-system/apiserver".into(),
+                namespaces: ["kube-system".to_owned()].into(),
+                keys: Some(["alias/apiserver".to_owned()].into()),
+                operations: None,
+            },
+        },
+    )]));
+    svc
+}
+
+async fn start_provider(socket: &Path, addr: std::net::SocketAddr, ca: &str) -> CancellationToken {
+    let client = KmsClient::new(
+        Upstream {
+            addr: addr.to_string(),
+            server_name: "localhost".into(),
+            key: "alias/apiserver".into(),
+            region: "local".into(),
+            credentials: (AKID.into(), SECRET.into()),
+        },
+        ca,
+    )
+    .expect("KMS client");
+    let stop = CancellationToken::new();
+    let (path, token) = (socket.to_path_buf(), stop.clone());
+    tokio::spawn(async move { kmsv2::serve(&path, Arc::new(Provider::new(client)), token).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "provider socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop
+}
+
+/// One key straight from etcd through its JSON gateway (`/v3/kv/range`).
+async fn etcd_get(port: u16, key: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "key": B64.encode(key) }).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("etcd");
+    let req = format!(
+        "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // The body may be chunked; the JSON object is between the first '{' and the last '}'.
+    let json = &json[json.find('{').unwrap_or(0)..=json.rfind('}').unwrap_or(0)];
+    let v: serde_json::Value = serde_json::from_str(json).expect("etcd JSON");
+    B64.decode(v["kvs"][0]["value"].as_str().expect("a value in etcd"))
+        .expect("base64")
+}
+
+async fn client_for(port: u16) -> kube::Client {
+    let path = std::env::var("KUBECONFIG").expect("KUBECONFIG of tier 1");
+    let kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("config");
+    config.cluster_url = format!("https://127.0.0.1:{port}").parse().expect("url");
+    kube::Client::try_from(config).expect("client")
+}
+
+async fn create_secret(client: &kube::Client, name: &str) {
+    let s = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_owned(),
+            ByteString(PLAINTEXT.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap_or_else(|e| panic!("create Secret {name}: {e}"));
+}
+
+async fn read_secret(client: &kube::Client, name: &str) -> String {
+    let s = Api::<Secret>::namespaced(client.clone(), "default")
+        .get(name)
+        .await
+        .expect("get Secret");
+    String::from_utf8(s.data.expect("data")["password"].0.clone()).expect("utf8")
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_with_the_agility_kms() {
+    let etcd_port: u16 = env_or("AGILITY_T1_ETCD_PORT", "22379")
+        .parse()
+        .expect("port");
+    let api_port: u16 = 16_444;
+    let pki = PathBuf::from(env_or("AGILITY_T1_DIR", "/var/lib/agility-e2e/apiserver")).join("pki");
+    let k8s_bin = PathBuf::from(env_or(
+        "AGILITY_K8S_BIN",
+        &format!(
+            "{}/.cache/agility/kubernetes-v1.34.4/bin",
+            env_or("HOME", "/root")
+        ),
+    ));
+    let dir = std::env::temp_dir().join(format!("agility-kmsv2-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+
+    // The KMS (HTTPS on loopback) and the provider on a unix socket.
+    let key_id = uuid::Uuid::new_v4();
+    let tls = issue_api_tls("localhost", "it").expect("certificate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let kms_addr = listener.local_addr().expect("addr");
+    let stop_kms = CancellationToken::new();
+    tokio::spawn(server::serve_on(
+        listener,
+        server::tls_config(&tls).expect("tls"),
+        kms_service(key_id),
+        None,
+        "it".into(),
+        stop_kms.clone(),
+    ));
+    let socket = dir.join("kms.sock");
+    let mut stop_provider = start_provider(&socket, kms_addr, &tls.ca).await;
+
+    let config = dir.join("encryption.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: agility\n          endpoint: unix://{}\n          timeout: 3s\n      - identity: {{}}\n",
+            socket.display()
+        ),
+    )
+    .expect("write EncryptionConfiguration");
+    let prefix = format!("/agility-kmsv2-it-{}", std::process::id());
+    let log = std::fs::File::create(dir.join("kube-apiserver.log")).expect("log file");
+    let pki_file = |f: &str| pki.join(f).to_string_lossy().into_owned();
+    let apiserver = Command::new(k8s_bin.join("kube-apiserver"))
+        .args([
+            "--etcd-servers",
+            &format!("http://127.0.0.1:{etcd_port}"),
+            "--etcd-prefix",
+            &prefix,
+        ])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+            "--secure-port",
+            &api_port.to_string(),
+        ])
+        .args([
+            "--tls-cert-file",
+            &pki_file("apiserver.crt"),
+            "--tls-private-key-file",
+            &pki_file("apiserver.key"),
+        ])
+        .args([
+            "--client-ca-file",
+            &pki_file("ca.crt"),
+            "--authorization-mode",
+            "RBAC",
+        ])
+        .args([
+            "--service-account-key-file",
+            &pki_file("sa.pub"),
+            "--service-account-signing-key-file",
+            &pki_file("sa.key"),
+        ])
+        .args([
+            "--service-account-issuer",
+            "https://kubernetes.default.svc",
+            "--service-cluster-ip-range",
+            "10.98.0.0/16",
+        ])
+        .args([
+            "--encryption-provider-config",
+            &config.to_string_lossy(),
+            "--profiling=false",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kube-apiserver");
+    let _apiserver = Daemon(apiserver);
+    let t0 = Instant::now();
+    let client = client_for(api_port).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = client
+            .request_text(
+                http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("request"),
+            )
+            .await;
+        if ready.as_deref().is_ok_and(|t| t.trim() == "ok") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("kube-apiserver.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "kube-apiserver with KMS encryption not ready: {ready:?}\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!(
+        "kube-apiserver with the Agility KMS v2 provider ready in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    create_secret(&client, "db-password").await;
+    let stored = etcd_get(etcd_port, &format!("{prefix}/secrets/default/db-password")).await;
+    let head = String::from_utf8_lossy(&stored[..stored.len().min(40)]).into_owned();
+    assert!(
+        stored.starts_with(b"k8s:enc:kms:v2:agility:"),
+        "etcd holds: {head:?}"
+    );
+    assert!(
+        !stored
+            .windows(PLAINTEXT.len())
+            .any(|w| w == PLAINTEXT.as_bytes()),
+        "plaintext in etcd"
+    );
+    println!(
+        "etcd holds {} bytes starting {head:?}, no plaintext",
+        stored.len()
+    );
+    assert_eq!(read_secret(&client, "db-password").await, PLAINTEXT);
+
+    // The provider restarts: reads go on (the API server holds the decrypted DEK seed), and it
+    // serves again once back.
+    stop_provider.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = std::fs::remove_file(&socket);
+    assert_eq!(
+        read_secret(&client, "db-password").await,
+        PLAINTEXT,
+        "read while the provider is down"
+    );
+    println!("Secret read back while the provider was down");
+    stop_provider = start_provider(&socket, kms_addr, &tls.ca).await;
+    create_secret(&client, "api-token").await;
+    assert_eq!(read_secret(&client, "api-token").await, PLAINTEXT);
+    let second = etcd_get(etcd_port, &format!("{prefix}/secrets/default/api-token")).await;
+    assert!(second.starts_with(b"k8s:enc:kms:v2:agility:"));
+    println!("after the provider restarted: new Secret written encrypted and read back");
+
+    stop_provider.cancel();
+    stop_kms.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,209 @@
+//! The KMS v2 provider end to end in one process: the real HTTPS KMS server on loopback, the
+//! provider on a unix socket, and a gRPC client calling Status, Encrypt and Decrypt as the API
+//! server does; then the key is disabled and the provider reports it unhealthy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use agility_kms::authz::Grant;
+use agility_kms::bootstrap::issue_api_tls;
+use agility_kms::cipher::Material;
+use agility_kms::crd::KeyState;
+use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
+use agility_kms::kmsv2::{
+    self, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, KmsClient, Provider,
+    StatusRequest, StatusResponse, Upstream,
+};
+use agility_kms::server;
+use agility_kms::service::{AccessKey, Metrics, Service};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+use tonic::codegen::http::uri::PathAndQuery;
+
+const AKID: &str = "AKIAAPISERVER0001";
+const SECRET: &str = "apiserver-secret-apiserver-secret-01";
+
+fn record(key_id: uuid::Uuid, state: KeyState) -> KeyRecord {
+    KeyRecord {
+        key_id,
+        namespace: "kube-system".into(),
+        name: "apiserver".into(),
+        arn: key_arn("kube-system", key_id),
+        state,
+        description: String::new(),
+        created: 0,
+        deletion: None,
+        aliases: vec!["alias/apiserver".into()],
+        rotation_enabled: false,
+        rotation_period_days: None,
+        current_version: 1,
+        versions: BTreeMap::from([(1, Material::from_bytes(&[9; 32]).expect("material"))]),
+        creator: String::new(),
+    }
+}
+
+async fn call<Req, Resp>(
+    channel: &tonic::transport::Channel,
+    method: &'static str,
+    req: Req,
+) -> Result<Resp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.unary(
+        tonic::Request::new(req),
+        PathAndQuery::from_static(method),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn the_api_server_calls_round_trip_through_the_kms() {
+    let key_id = uuid::Uuid::new_v4();
+    let registry = prometheus::Registry::new();
+    let svc = Arc::new(Service::new(
+        "local",
+        Metrics::new(&registry).expect("metrics"),
+    ));
+    svc.set_keyring(Keyring::new([record(key_id, KeyState::Enabled)]));
+    svc.set_access_keys(HashMap::from([(
+        AKID.to_owned(),
+        AccessKey {
+            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
+            grant: Grant {
+                principal: "kube-system/apiserver".into(),
+                namespaces: ["kube-system".to_owned()].into(),
+                keys: Some(["alias/apiserver".to_owned()].into()),
+                operations: None,
+            },
+        },
+    )]));
+    let tls = issue_api_tls("localhost", "test").expect("certificate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve_on(
+        listener,
+        server::tls_config(&tls).expect("tls"),
+        svc.clone(),
+        None,
+        "test".into(),
+        stop.clone(),
+    ));
+
+    let client = KmsClient::new(
+        Upstream {
+            addr: addr.to_string(),
+            server_name: "localhost".into(),
+            key: "alias/apiserver".into(),
+            region: "local".into(),
+            credentials: (AKID.into(), SECRET.into()),
+        },
+        &tls.ca,
+    )
+    .expect("client");
+    let dir = std::env::temp_dir().join(format!("agility-kmsv2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("kms.sock");
+    tokio::spawn({
+        let (socket, stop) = (socket.clone(), stop.clone());
+        async move { kmsv2::serve(&socket, Arc::new(Provider::new(client)), stop).await }
+    });
+    for _ in 0..50 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let path = socket.clone();
+    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .expect("connect to the provider socket");
+
+    let status: StatusResponse = call(
+        &channel,
+        "/v2.KeyManagementService/Status",
+        StatusRequest {},
+    )
+    .await
+    .expect("Status");
+    assert_eq!(status.version, "v2");
+    assert_eq!(status.healthz, "ok");
+    assert_eq!(
+        status.key_id,
+        format!("{}#v1", key_arn("kube-system", key_id))
+    );
+
+    let seed = vec![7u8; 32];
+    let enc: EncryptResponse = call(
+        &channel,
+        "/v2.KeyManagementService/Encrypt",
+        EncryptRequest {
+            plaintext: seed.clone(),
+            uid: "u1".into(),
+        },
+    )
+    .await
+    .expect("Encrypt");
+    assert_ne!(enc.ciphertext, seed);
+    assert_eq!(enc.key_id, status.key_id);
+    let dec: DecryptResponse = call(
+        &channel,
+        "/v2.KeyManagementService/Decrypt",
+        DecryptRequest {
+            ciphertext: enc.ciphertext.clone(),
+            uid: "u2".into(),
+            key_id: enc.key_id.clone(),
+            annotations: HashMap::new(),
+        },
+    )
+    .await
+    .expect("Decrypt");
+    assert_eq!(dec.plaintext, seed);
+
+    // A disabled key: Status says so (the API server's kms-providers healthz fails), Decrypt errors.
+    svc.set_keyring(Keyring::new([record(key_id, KeyState::Disabled)]));
+    let status: StatusResponse = call(
+        &channel,
+        "/v2.KeyManagementService/Status",
+        StatusRequest {},
+    )
+    .await
+    .expect("Status");
+    assert!(
+        status.healthz.contains("DisabledException"),
+        "{}",
+        status.healthz
+    );
+    let err = call::<_, DecryptResponse>(
+        &channel,
+        "/v2.KeyManagementService/Decrypt",
+        DecryptRequest {
+            ciphertext: enc.ciphertext,
+            uid: "u3".into(),
+            key_id: enc.key_id,
+            annotations: HashMap::new(),
+        },
+    )
+    .await
+    .expect_err("disabled key");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
