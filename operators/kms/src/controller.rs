@@ -26,6 +26,8 @@ use crate::store::{self, StoredKey};
 pub const FIELD_MANAGER: &str = "agility-kms";
 /// How often a key is looked at without events (rotation due dates are also requeued).
 const RESYNC: Duration = Duration::from_secs(600);
+/// How soon a key refused by the quota is looked at again.
+const QUOTA_RECHECK: Duration = Duration::from_secs(30);
 /// How often the sweeper looks for keys whose `Cmk` is gone.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -162,7 +164,8 @@ pub async fn reconcile(
             };
             ctx.update_status(cmk.as_ref(), &status, &transitions)
                 .await?;
-            return Ok(Action::requeue(RESYNC));
+            // Another key's deletion frees a place: look again soon.
+            return Ok(Action::requeue(QUOTA_RECHECK));
         }
     }
     let stored = stored_key(&secrets, &cmk).await?;

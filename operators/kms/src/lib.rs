@@ -53,6 +53,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The region clients sign for.
     pub region: String,
+    /// How often the leader looks for keys whose `Cmk` is gone.
+    pub sweep_interval: std::time::Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -60,7 +62,8 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Settings {
-    /// From `POD_NAMESPACE`, `AGILITY_KMS_SERVICE`, `AGILITY_KMS_LISTEN`, `AGILITY_KMS_REGION`.
+    /// From `POD_NAMESPACE`, `AGILITY_KMS_SERVICE`, `AGILITY_KMS_LISTEN`, `AGILITY_KMS_REGION`,
+    /// `AGILITY_KMS_SWEEP_SECONDS`.
     pub fn from_env() -> Self {
         Settings {
             namespace: env("POD_NAMESPACE").unwrap_or_else(|| "agility-system".into()),
@@ -69,6 +72,9 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
             region: env("AGILITY_KMS_REGION").unwrap_or_else(|| "local".into()),
+            sweep_interval: env("AGILITY_KMS_SWEEP_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .map_or(controller::SWEEP_INTERVAL, std::time::Duration::from_secs),
         }
     }
 }
@@ -97,9 +103,13 @@ impl ProductController for KmsController {
                 .await
                 .map_err(|e| core_err("root key", e))?;
             let stop = ctx.shutdown().clone();
-            let (sweep_client, ns) = (client.clone(), settings.namespace.clone());
+            let (sweep_client, ns, interval) = (
+                client.clone(),
+                settings.namespace.clone(),
+                settings.sweep_interval,
+            );
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(controller::SWEEP_INTERVAL);
+                let mut tick = tokio::time::interval(interval);
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
