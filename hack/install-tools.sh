@@ -12,6 +12,8 @@ command -v go >/dev/null || { echo "go is required (Go module proxy builds)" >&2
 missing=()
 find_python >/dev/null 2>&1 || missing+=(python3-yaml)
 command -v lua5.1 >/dev/null || missing+=(lua5.1)
+# SoftHSM2: the KMS's PKCS#11 root key is unit-tested against it.
+[ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt)" >&2
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; then

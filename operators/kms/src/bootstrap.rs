@@ -79,8 +79,13 @@ fn data(s: &Secret, key: &str) -> Option<Vec<u8>> {
     s.data.as_ref()?.get(key).map(|b| b.0.clone())
 }
 
-/// The root key: 32 bytes from the OS CSPRNG, created at first start.
+/// The root key: in an HSM when `AGILITY_KMS_PKCS11_MODULE` is set, else 32 bytes from the OS
+/// CSPRNG in a Secret created at first start.
 pub async fn root_key(client: &kube::Client, namespace: &str) -> Result<RootKey, BootstrapError> {
+    if let Some(hsm) = crate::pkcs11::HsmConfig::from_env() {
+        let key = crate::pkcs11::HsmKey::connect(&hsm).map_err(BootstrapError::Invalid)?;
+        return Ok(RootKey::hsm(key));
+    }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     rand::rng().fill_bytes(bytes.as_mut());

@@ -47,6 +47,9 @@ pub enum LifecycleError {
         "key {0}: its material Secret is missing (restore it from a backup of the KMS namespace)"
     )]
     MaterialMissing(String),
+    /// The root key could not wrap new material (HSM unavailable).
+    #[error("{0}")]
+    Wrap(String),
     /// A core failure.
     #[error(transparent)]
     Core(#[from] agility_core::Error),
@@ -55,7 +58,9 @@ pub enum LifecycleError {
 impl Categorized for LifecycleError {
     fn category(&self) -> ErrorCategory {
         match self {
-            LifecycleError::MaterialMissing(_) => ErrorCategory::Dependency,
+            LifecycleError::MaterialMissing(_) | LifecycleError::Wrap(_) => {
+                ErrorCategory::Dependency
+            }
             LifecycleError::Core(e) => e.category(),
         }
     }
@@ -184,7 +189,8 @@ pub async fn reconcile(
                 *v,
                 state
                     .root
-                    .wrap(plan.identity.key_id, *v, &Material::generate()),
+                    .wrap(plan.identity.key_id, *v, &Material::generate())
+                    .map_err(|e| LifecycleError::Wrap(e.to_string()))?,
             );
         }
         let record = StoredKey {

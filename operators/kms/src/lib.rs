@@ -21,6 +21,7 @@ pub mod error;
 pub mod keyring;
 pub mod kmsv2;
 pub mod lifecycle;
+pub mod pkcs11;
 pub mod replica;
 pub mod root;
 pub mod server;

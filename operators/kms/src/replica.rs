@@ -308,7 +308,7 @@ mod tests {
                 rotate_token: None,
                 spec: None,
             },
-            wrapped: [(1, root().wrap(id, 1, &Material::generate()))].into(),
+            wrapped: [(1, root().wrap(id, 1, &Material::generate()).unwrap())].into(),
         }
     }
 

@@ -1,31 +1,47 @@
-//! The root key: key material is stored only wrapped by it. The root key comes from a Secret
-//! created at install (this type); an HSM over PKCS#11 is the other planned source, behind the
-//! same two operations.
+//! The root key: key material is stored only wrapped by it. It is either held in memory (from
+//! the Secret created at install) or an AES key inside an HSM reached over PKCS#11, which never
+//! leaves it (wrapping and unwrapping run in the HSM, AES-256-GCM). Same two operations, same
+//! binding of key id and version as associated data.
 
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::Rng;
 use uuid::Uuid;
 
 use crate::blob::{NONCE_LEN, TAG_LEN};
 use crate::cipher::Material;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use rand::Rng;
 
-/// Format byte of wrapped material.
+/// Format byte of material wrapped by an in-memory root key.
 const WRAP_V1: u8 = 1;
+/// Format byte of material wrapped inside a PKCS#11 token.
+const WRAP_PKCS11_V1: u8 = 2;
 
 /// Unwrapping failed: another root key, or edited data.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("wrapped key material does not open with this root key")]
 pub struct UnwrapError;
 
-/// A root key held in memory (from the install-time Secret).
+/// Wrapping failed (only an HSM can fail to wrap).
+#[derive(Debug, thiserror::Error)]
+#[error("wrapping key material: {0}")]
+pub struct WrapError(String);
+
+/// The root key.
 pub struct RootKey {
-    material: Material,
+    inner: Inner,
+}
+
+enum Inner {
+    Memory(Material),
+    Hsm(crate::pkcs11::HsmKey),
 }
 
 impl std::fmt::Debug for RootKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RootKey(..)")
+        f.write_str(match self.inner {
+            Inner::Memory(_) => "RootKey(memory)",
+            Inner::Hsm(_) => "RootKey(pkcs11)",
+        })
     }
 }
 
@@ -39,56 +55,84 @@ fn aad(key_id: Uuid, version: u32) -> Vec<u8> {
 impl RootKey {
     /// A root key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Material::from_bytes(bytes).map(|material| RootKey { material })
+        Material::from_bytes(bytes).map(|material| RootKey {
+            inner: Inner::Memory(material),
+        })
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.material.expose().into())
+    /// A root key inside an HSM.
+    pub fn hsm(key: crate::pkcs11::HsmKey) -> Self {
+        RootKey {
+            inner: Inner::Hsm(key),
+        }
     }
 
     /// Wraps one key version's material; the key id and version are bound in, so wrapped
     /// material cannot be moved to another key or version.
-    pub fn wrap(&self, key_id: Uuid, version: u32, material: &Material) -> Vec<u8> {
+    pub fn wrap(
+        &self,
+        key_id: Uuid,
+        version: u32,
+        material: &Material,
+    ) -> Result<Vec<u8>, WrapError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let sealed = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: material.expose(),
-                    aad: &aad(key_id, version),
-                },
-            )
-            .unwrap_or_default();
-        let mut out = vec![WRAP_V1];
+        let aad = aad(key_id, version);
+        let (format, sealed) = match &self.inner {
+            Inner::Memory(root) => {
+                let sealed = Aes256Gcm::new(root.expose().into())
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: material.expose(),
+                            aad: &aad,
+                        },
+                    )
+                    .map_err(|_| WrapError("AES-GCM".into()))?;
+                (WRAP_V1, sealed)
+            }
+            Inner::Hsm(hsm) => (
+                WRAP_PKCS11_V1,
+                hsm.seal(&mut nonce, &aad, material.expose())
+                    .map_err(WrapError)?,
+            ),
+        };
+        let mut out = vec![format];
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        out
+        Ok(out)
     }
 
-    /// Unwraps material wrapped by [`RootKey::wrap`].
+    /// Unwraps material wrapped by [`RootKey::wrap`] with this root key.
     pub fn unwrap(
         &self,
         key_id: Uuid,
         version: u32,
         wrapped: &[u8],
     ) -> Result<Material, UnwrapError> {
-        if wrapped.len() != 1 + NONCE_LEN + 32 + TAG_LEN || wrapped[0] != WRAP_V1 {
+        if wrapped.len() != 1 + NONCE_LEN + 32 + TAG_LEN {
             return Err(UnwrapError);
         }
-        let nonce = Nonce::from_slice(&wrapped[1..1 + NONCE_LEN]);
-        let plain = self
-            .cipher()
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: &wrapped[1 + NONCE_LEN..],
-                    aad: &aad(key_id, version),
-                },
-            )
-            .map(zeroize::Zeroizing::new)
-            .map_err(|_| UnwrapError)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&wrapped[1..1 + NONCE_LEN]);
+        let sealed = &wrapped[1 + NONCE_LEN..];
+        let aad = aad(key_id, version);
+        let plain = match (&self.inner, wrapped[0]) {
+            (Inner::Memory(root), WRAP_V1) => Aes256Gcm::new(root.expose().into())
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| UnwrapError)?,
+            (Inner::Hsm(hsm), WRAP_PKCS11_V1) => hsm
+                .open(&mut nonce, &aad, sealed)
+                .map_err(|_| UnwrapError)?,
+            _ => return Err(UnwrapError),
+        };
+        let plain = zeroize::Zeroizing::new(plain);
         Material::from_bytes(&plain).ok_or(UnwrapError)
     }
 }
@@ -103,7 +147,7 @@ mod tests {
         let root = RootKey::from_bytes(&[7; 32]).unwrap();
         let m = Material::generate();
         let id = Uuid::new_v4();
-        let w = root.wrap(id, 2, &m);
+        let w = root.wrap(id, 2, &m).unwrap();
         assert_ne!(
             &w[1 + NONCE_LEN..1 + NONCE_LEN + 32],
             m.expose(),
