@@ -8,7 +8,7 @@
 //! Secrets depend on a KMS running on that same API server could not restart while the KMS is
 //! down (docs/kms.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,10 +18,10 @@ use agility_kms::authz::Grant;
 use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
-use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
 use agility_kms::kmsv2::{self, KmsClient, Provider, Upstream};
 use agility_kms::server;
-use agility_kms::service::{AccessKey, Metrics, Service};
+use agility_kms::service::Service;
+use agility_kms::testing;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
@@ -50,40 +50,19 @@ impl Drop for Daemon {
 }
 
 fn kms_service(key_id: uuid::Uuid) -> Arc<Service> {
-    let registry = prometheus::Registry::new();
-    let svc = Arc::new(Service::new(
-        "local",
-        Metrics::new(&registry).expect("metrics"),
-    ));
-    svc.set_keyring(Keyring::new([KeyRecord {
+    let key = testing::key(
+        "kube-system",
+        "apiserver",
+        "alias/apiserver",
         key_id,
-        namespace: "kube-system".into(),
-        name: "apiserver".into(),
-        arn: key_arn("kube-system", key_id),
-        state: KeyState::Enabled,
-        description: "Secrets at rest".into(),
-        created: 0,
-        deletion: None,
-        aliases: vec!["alias/apiserver".into()],
-        rotation_enabled: false,
-        rotation_period_days: None,
-        current_version: 1,
-        versions: BTreeMap::from([(1, Material::generate())]),
-        creator: String::new(),
-    }]));
-    svc.set_access_keys(HashMap::from([(
-        AKID.to_owned(),
-        AccessKey {
-            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
-            grant: Grant {
-                principal: "kube-system/apiserver".into(),
-                namespaces: ["kube-system".to_owned()].into(),
-                keys: Some(["alias/apiserver".to_owned()].into()),
-                operations: None,
-            },
-        },
-    )]));
-    svc
+        Material::generate(),
+        KeyState::Enabled,
+    );
+    let grant = Grant {
+        keys: Some(["alias/apiserver".to_owned()].into()),
+        ..testing::grant("kube-system")
+    };
+    testing::service(vec![key], (AKID, SECRET), grant)
 }
 
 async fn start_provider(socket: &Path, addr: std::net::SocketAddr, ca: &str) -> CancellationToken {

@@ -3,15 +3,13 @@
 //! in the same run. Not the network benchmark of issue 5 (that needs the TLS server); it bounds
 //! what one core can do in-process. Run: `cargo bench -p agility-kms`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
-use agility_kms::authz::Grant;
 use agility_kms::cipher::{self, Material};
 use agility_kms::crd::KeyState;
-use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
-use agility_kms::service::{AccessKey, CONTENT_TYPE, Incoming, Metrics, Service};
-use agility_kms::sigv4;
+use agility_kms::service::{Incoming, Service};
+use agility_kms::testing;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
@@ -19,20 +17,13 @@ const AKID: &str = "AKIAAGILITYBENCH0001";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
 
 fn signed(target: &str, body: &str, at: SystemTime) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("host".to_owned(), "kms.agility-system.svc".to_owned()),
-        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-        ("x-amz-target".to_owned(), format!("TrentService.{target}")),
-    ];
-    let req = sigv4::Request {
-        method: "POST",
-        uri: "/",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let added = sigv4::sign_request((AKID, SECRET), "local", "kms", at, &req).expect("sign");
-    headers.extend(added);
-    headers
+    testing::signed(
+        (AKID, SECRET),
+        "kms.agility-system.svc",
+        target,
+        body.as_bytes(),
+        at,
+    )
 }
 
 fn serve_ok(svc: &Service, headers: &[(String, String)], body: &str, now: SystemTime) -> Vec<u8> {
@@ -72,37 +63,15 @@ fn rate(label: &str, n: u32, mut f: impl FnMut()) {
 fn main() {
     let key_id = uuid::Uuid::new_v4();
     let material = Material::generate();
-    let record = KeyRecord {
+    let record = testing::key(
+        "shop",
+        "orders",
+        "alias/orders",
         key_id,
-        namespace: "shop".into(),
-        name: "orders".into(),
-        arn: key_arn("shop", key_id),
-        state: KeyState::Enabled,
-        description: String::new(),
-        created: 0,
-        deletion: None,
-        aliases: vec!["alias/orders".into()],
-        rotation_enabled: false,
-        rotation_period_days: None,
-        current_version: 1,
-        versions: BTreeMap::from([(1, material.clone())]),
-        creator: String::new(),
-    };
-    let registry = prometheus::Registry::new();
-    let svc = Service::new("local", Metrics::new(&registry).expect("metrics"));
-    svc.set_keyring(Keyring::new([record]));
-    svc.set_access_keys(HashMap::from([(
-        AKID.to_owned(),
-        AccessKey {
-            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
-            grant: Grant {
-                principal: "shop/bench".into(),
-                namespaces: ["shop".to_owned()].into(),
-                keys: None,
-                operations: None,
-            },
-        },
-    )]));
+        material.clone(),
+        KeyState::Enabled,
+    );
+    let svc = testing::service(vec![record], (AKID, SECRET), testing::grant("shop"));
     let plaintext = vec![0x5a_u8; 4096];
     let ctx = BTreeMap::from([("purpose".to_owned(), "bench".to_owned())]);
     let n = 20_000;

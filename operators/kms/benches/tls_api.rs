@@ -5,23 +5,19 @@
 //! Audit lines are formatted as JSON like in production and written to a sink.
 //! Run: `cargo bench -p agility-kms --bench tls_api`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agility_kms::authz::Grant;
 use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::{self, Material};
 use agility_kms::crd::KeyState;
-use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
-use agility_kms::service::{AccessKey, CONTENT_TYPE, Metrics, Service};
-use agility_kms::{server, sigv4};
+use agility_kms::{server, testing};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 
 const AKID: &str = "AKIAAGILITYBENCH0002";
@@ -34,58 +30,17 @@ struct Signed {
 }
 
 fn signed(target: &str, body: String) -> Signed {
-    let mut headers = vec![
-        ("host".to_owned(), HOST.to_owned()),
-        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-        ("x-amz-target".to_owned(), format!("TrentService.{target}")),
-    ];
-    let req = sigv4::Request {
-        method: "POST",
-        uri: "/",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let added =
-        sigv4::sign_request((AKID, SECRET), "local", "kms", SystemTime::now(), &req).expect("sign");
-    headers.extend(added);
+    let headers = testing::signed(
+        (AKID, SECRET),
+        HOST,
+        target,
+        body.as_bytes(),
+        SystemTime::now(),
+    );
     Signed {
         headers,
         body: Bytes::from(body),
     }
-}
-
-fn service(material: &Material, key_id: uuid::Uuid) -> Arc<Service> {
-    let registry = prometheus::Registry::new();
-    let svc = Service::new("local", Metrics::new(&registry).expect("metrics"));
-    svc.set_keyring(Keyring::new([KeyRecord {
-        key_id,
-        namespace: "shop".into(),
-        name: "orders".into(),
-        arn: key_arn("shop", key_id),
-        state: KeyState::Enabled,
-        description: String::new(),
-        created: 0,
-        deletion: None,
-        aliases: vec!["alias/orders".into()],
-        rotation_enabled: false,
-        rotation_period_days: None,
-        current_version: 1,
-        versions: BTreeMap::from([(1, material.clone())]),
-        creator: String::new(),
-    }]));
-    svc.set_access_keys(HashMap::from([(
-        AKID.to_owned(),
-        AccessKey {
-            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
-            grant: Grant {
-                principal: "shop/bench".into(),
-                namespaces: ["shop".to_owned()].into(),
-                keys: None,
-                operations: None,
-            },
-        },
-    )]));
-    Arc::new(svc)
 }
 
 /// One keep-alive connection sending `req` back to back until `until`; returns latencies.
@@ -175,19 +130,14 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
-        let svc = service(&material, key_id);
+        let svc = testing::service(
+            vec![testing::key("shop", "orders", "alias/orders", key_id, material.clone(), KeyState::Enabled)],
+            (AKID, SECRET),
+            testing::grant("shop"),
+        );
         tokio::spawn(server::serve_on(listener, config, svc, None, "bench".into(), stop.clone()));
 
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(tls.ca.as_bytes()) {
-            roots.add(c.expect("ca")).expect("root");
-        }
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let connector = tokio_rustls::TlsConnector::from(server::client_config(&tls.ca).expect("client TLS"));
 
         let enc = Arc::new(signed(
             "Encrypt",

@@ -245,23 +245,17 @@ pub(crate) mod fixtures {
 
     /// An enabled key with one version.
     pub fn record(namespace: &str, alias: &str) -> KeyRecord {
-        let key_id = Uuid::new_v4();
-        KeyRecord {
-            key_id,
-            namespace: namespace.into(),
-            name: "orders".into(),
-            arn: key_arn(namespace, key_id),
-            state: KeyState::Enabled,
-            description: "orders data".into(),
-            created: 1_780_000_000,
-            deletion: None,
-            aliases: vec![alias.into()],
-            rotation_enabled: false,
-            rotation_period_days: None,
-            current_version: 1,
-            versions: BTreeMap::from([(1, Material::generate())]),
-            creator: "system:serviceaccount:shop:deployer".into(),
-        }
+        let mut k = crate::testing::key(
+            namespace,
+            "orders",
+            alias,
+            Uuid::new_v4(),
+            Material::generate(),
+            KeyState::Enabled,
+        );
+        k.description = "orders data".into();
+        k.creator = "system:serviceaccount:shop:deployer".into();
+        k
     }
 }
 

@@ -15,7 +15,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tonic::codegen::{BoxFuture, Service, StdError, http};
@@ -120,22 +119,10 @@ pub struct KmsClient {
 impl KmsClient {
     /// A client trusting `ca_pem`.
     pub fn new(upstream: Upstream, ca_pem: &str) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots
-                .add(c.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = crate::server::client_config(ca_pem).map_err(|e| e.to_string())?;
         Ok(KmsClient {
             upstream,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: tokio_rustls::TlsConnector::from(config),
             conn: Mutex::new(None),
         })
     }

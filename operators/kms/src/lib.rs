@@ -28,6 +28,7 @@ pub mod server;
 pub mod service;
 pub mod sigv4;
 pub mod store;
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

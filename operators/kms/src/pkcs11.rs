@@ -42,43 +42,52 @@ impl HsmConfig {
 
 /// The HSM's root key.
 pub struct HsmKey {
-    // Kept alive for the session's sake.
-    _pkcs11: Pkcs11,
+    // Fields drop in order: the session closes before the module is finalised.
     session: Mutex<Session>,
     key: ObjectHandle,
+    _pkcs11: Pkcs11,
 }
 
 fn err(what: &str) -> impl Fn(cryptoki::error::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
+/// Loads the module, finds the token by label and logs in as its user.
+fn login(config: &HsmConfig, read_write: bool) -> Result<(Pkcs11, Session), String> {
+    let pkcs11 =
+        Pkcs11::new(Path::new(&config.module)).map_err(err("loading the PKCS#11 module"))?;
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(err("C_Initialize"))?;
+    let slot = pkcs11
+        .get_slots_with_token()
+        .map_err(err("listing slots"))?
+        .into_iter()
+        .find(|s| {
+            pkcs11
+                .get_token_info(*s)
+                .is_ok_and(|t| t.label() == config.token)
+        })
+        .ok_or_else(|| format!("no token labelled {:?}", config.token))?;
+    let session = if read_write {
+        pkcs11.open_rw_session(slot)
+    } else {
+        pkcs11.open_ro_session(slot)
+    }
+    .map_err(err("opening a session"))?;
+    session
+        .login(
+            UserType::User,
+            Some(&AuthPin::new(config.pin.clone().into())),
+        )
+        .map_err(err("login"))?;
+    Ok((pkcs11, session))
+}
+
 impl HsmKey {
     /// Opens the token, logs in and finds the key.
     pub fn connect(config: &HsmConfig) -> Result<Self, String> {
-        let pkcs11 =
-            Pkcs11::new(Path::new(&config.module)).map_err(err("loading the PKCS#11 module"))?;
-        pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(err("C_Initialize"))?;
-        let slot = pkcs11
-            .get_slots_with_token()
-            .map_err(err("listing slots"))?
-            .into_iter()
-            .find(|s| {
-                pkcs11
-                    .get_token_info(*s)
-                    .is_ok_and(|t| t.label() == config.token)
-            })
-            .ok_or_else(|| format!("no token labelled {:?}", config.token))?;
-        let session = pkcs11
-            .open_ro_session(slot)
-            .map_err(err("opening a session"))?;
-        session
-            .login(
-                UserType::User,
-                Some(&AuthPin::new(config.pin.clone().into())),
-            )
-            .map_err(err("login"))?;
+        let (pkcs11, session) = login(config, false)?;
         let key = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
@@ -161,28 +170,7 @@ pub fn softhsm_fixture(config: &HsmConfig) -> Result<(), String> {
     if !status.success() {
         return Err("softhsm2-util --init-token failed".into());
     }
-    let pkcs11 =
-        Pkcs11::new(Path::new(&config.module)).map_err(err("loading the PKCS#11 module"))?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(err("C_Initialize"))?;
-    let slot = pkcs11
-        .get_slots_with_token()
-        .map_err(err("slots"))?
-        .into_iter()
-        .find(|s| {
-            pkcs11
-                .get_token_info(*s)
-                .is_ok_and(|t| t.label() == config.token)
-        })
-        .ok_or("the new token is not listed")?;
-    let session = pkcs11.open_rw_session(slot).map_err(err("session"))?;
-    session
-        .login(
-            UserType::User,
-            Some(&AuthPin::new(config.pin.clone().into())),
-        )
-        .map_err(err("login"))?;
+    let (_pkcs11, session) = login(config, true)?;
     session
         .generate_key(
             &Mechanism::AesKeyGen,

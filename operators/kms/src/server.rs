@@ -67,6 +67,24 @@ pub fn tls_config(tls: &ApiTls) -> Result<Arc<rustls::ServerConfig>, ServerError
     Ok(Arc::new(config))
 }
 
+/// A TLS client configuration trusting only `ca_pem` (the KMS CA), for the KMS's own clients.
+pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, ServerError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| ServerError::Tls(e.to_string()))?)
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ServerError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Where management changes are written; None serves without (tests, benchmarks).
 pub type Writer = Option<kube::Client>;
 

@@ -285,32 +285,21 @@ mod tests {
                 secret: Zeroizing::new(SECRET.to_owned()),
                 grant: Grant {
                     principal: "shop/orders-app".into(),
-                    namespaces: ["shop".to_owned()].into(),
-                    keys: None,
-                    operations: None,
+                    ..crate::testing::grant("shop")
                 },
             },
         )]));
         (svc, registry)
     }
 
-    /// Signs like an AWS SDK: host, content-type, x-amz-target, then x-amz-date.
     fn signed(target: &str, body: &str, secret: &str, at: SystemTime) -> Vec<(String, String)> {
-        let mut headers = vec![
-            ("host".to_owned(), "kms.agility-system.svc".to_owned()),
-            ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-            ("x-amz-target".to_owned(), format!("TrentService.{target}")),
-        ];
-        let req = sigv4::Request {
-            method: "POST",
-            uri: "/",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let added =
-            sigv4::sign_request((AKID, secret), "local", SIGNING_SERVICE, at, &req).unwrap();
-        headers.extend(added);
-        headers
+        crate::testing::signed(
+            (AKID, secret),
+            "kms.agility-system.svc",
+            target,
+            body.as_bytes(),
+            at,
+        )
     }
 
     fn call(svc: &Service, target: &str, body: &str, secret: &str, at: SystemTime) -> Outcome {

@@ -2,7 +2,7 @@
 //! provider on a unix socket, and a gRPC client calling Status, Encrypt and Decrypt as the API
 //! server does; then the key is disabled and the provider reports it unhealthy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use agility_kms::authz::Grant;
@@ -15,7 +15,7 @@ use agility_kms::kmsv2::{
     StatusRequest, StatusResponse, Upstream,
 };
 use agility_kms::server;
-use agility_kms::service::{AccessKey, Metrics, Service};
+use agility_kms::testing;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -24,22 +24,14 @@ const AKID: &str = "AKIAAPISERVER0001";
 const SECRET: &str = "apiserver-secret-apiserver-secret-01";
 
 fn record(key_id: uuid::Uuid, state: KeyState) -> KeyRecord {
-    KeyRecord {
+    testing::key(
+        "kube-system",
+        "apiserver",
+        "alias/apiserver",
         key_id,
-        namespace: "kube-system".into(),
-        name: "apiserver".into(),
-        arn: key_arn("kube-system", key_id),
+        Material::from_bytes(&[9; 32]).expect("material"),
         state,
-        description: String::new(),
-        created: 0,
-        deletion: None,
-        aliases: vec!["alias/apiserver".into()],
-        rotation_enabled: false,
-        rotation_period_days: None,
-        current_version: 1,
-        versions: BTreeMap::from([(1, Material::from_bytes(&[9; 32]).expect("material"))]),
-        creator: String::new(),
-    }
+    )
 }
 
 async fn call<Req, Resp>(
@@ -67,24 +59,14 @@ where
 #[tokio::test]
 async fn the_api_server_calls_round_trip_through_the_kms() {
     let key_id = uuid::Uuid::new_v4();
-    let registry = prometheus::Registry::new();
-    let svc = Arc::new(Service::new(
-        "local",
-        Metrics::new(&registry).expect("metrics"),
-    ));
-    svc.set_keyring(Keyring::new([record(key_id, KeyState::Enabled)]));
-    svc.set_access_keys(HashMap::from([(
-        AKID.to_owned(),
-        AccessKey {
-            secret: zeroize::Zeroizing::new(SECRET.to_owned()),
-            grant: Grant {
-                principal: "kube-system/apiserver".into(),
-                namespaces: ["kube-system".to_owned()].into(),
-                keys: Some(["alias/apiserver".to_owned()].into()),
-                operations: None,
-            },
+    let svc = testing::service(
+        vec![record(key_id, KeyState::Enabled)],
+        (AKID, SECRET),
+        Grant {
+            keys: Some(["alias/apiserver".to_owned()].into()),
+            ..testing::grant("kube-system")
         },
-    )]));
+    );
     let tls = issue_api_tls("localhost", "test").expect("certificate");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -25,6 +25,29 @@ use crate::cli::RunArgs;
 /// How long in-flight reconciles may take to finish after SIGTERM (the chart's grace period is 30s).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What every controller context is made from.
+struct Wiring {
+    client: Client,
+    metrics: Arc<Metrics>,
+    health: Health,
+    shutdown: CancellationToken,
+    instance: String,
+}
+
+impl Wiring {
+    /// A context for controller `name` with its own child shutdown token.
+    fn context(&self, name: &str) -> ControllerContext {
+        ControllerContext::new(
+            name,
+            self.client.clone(),
+            self.metrics.clone(),
+            self.health.clone(),
+            self.shutdown.child_token(),
+            Some(self.instance.clone()),
+        )
+    }
+}
+
 /// Runs the operator until SIGTERM/SIGINT (Ok) or a fatal condition (Err → exit code 1).
 pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Result<()> {
     let shutdown = agility_core::shutdown::on_signal().context("installing signal handlers")?;
@@ -50,19 +73,17 @@ pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Re
         http_stop.clone(),
     ));
 
-    let instance = identity(&args);
+    let wiring = Wiring {
+        client,
+        metrics,
+        health,
+        shutdown: shutdown.clone(),
+        instance: identity(&args),
+    };
     // Data planes served by every replica start before the election and stop last.
     let mut every = JoinSet::new();
     for product in &products {
-        let ctx = ControllerContext::new(
-            product.name(),
-            client.clone(),
-            metrics.clone(),
-            health.clone(),
-            shutdown.child_token(),
-            Some(instance.clone()),
-        );
-        if let Some(fut) = product.run_on_every_replica(ctx) {
+        if let Some(fut) = product.run_on_every_replica(wiring.context(product.name())) {
             let name = product.name().to_owned();
             every.spawn(async move { (name, fut.await) });
         }
@@ -76,7 +97,7 @@ pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Re
         ended
     };
     let result = tokio::select! {
-        r = run_controllers(&args, &client, &products, &metrics, &health, &shutdown, &instance) => r,
+        r = run_controllers(&args, &products, &wiring) => r,
         ended = every_failed => Err(controller_ended(ended)),
     };
     every.abort_all();
@@ -92,20 +113,16 @@ pub async fn run(args: RunArgs, products: Vec<Box<dyn ProductController>>) -> Re
 /// The leader-only controllers: elected, or at once without leader election.
 async fn run_controllers(
     args: &RunArgs,
-    client: &Client,
     products: &[Box<dyn ProductController>],
-    metrics: &Arc<Metrics>,
-    health: &Health,
-    shutdown: &CancellationToken,
-    instance: &str,
+    w: &Wiring,
 ) -> Result<()> {
     if args.leader_election {
-        run_elected(args, client, products, metrics, health, shutdown, instance).await
+        run_elected(args, products, w).await
     } else {
-        metrics.set_leader(true);
-        let mut set = start(products, client, metrics, health, shutdown, instance);
+        w.metrics.set_leader(true);
+        let mut set = start(products, w);
         tokio::select! {
-            () = shutdown.cancelled() => { drain(&mut set).await; Ok(()) }
+            () = w.shutdown.cancelled() => { drain(&mut set).await; Ok(()) }
             ended = next_ended(&mut set) => Err(controller_ended(ended)),
         }
     }
@@ -113,13 +130,16 @@ async fn run_controllers(
 
 async fn run_elected(
     args: &RunArgs,
-    client: &Client,
     products: &[Box<dyn ProductController>],
-    metrics: &Arc<Metrics>,
-    health: &Health,
-    shutdown: &CancellationToken,
-    instance: &str,
+    w: &Wiring,
 ) -> Result<()> {
+    let (client, metrics, health, shutdown, instance) = (
+        &w.client,
+        &w.metrics,
+        &w.health,
+        &w.shutdown,
+        w.instance.as_str(),
+    );
     let namespace = args
         .lease_namespace
         .clone()
@@ -154,7 +174,7 @@ async fn run_elected(
     let started = tokio::time::Instant::now();
     health.set_role(Role::Leader);
     metrics.set_leader(true);
-    let mut set = start(products, client, metrics, health, shutdown, instance);
+    let mut set = start(products, w);
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "leading; controllers started"
@@ -203,26 +223,11 @@ async fn release(elector: agility_core::leader::ElectorHandle) -> Result<()> {
         .map_err(|e| anyhow!(agility_core::error::cause_chain(&e)))
 }
 
-fn start(
-    products: &[Box<dyn ProductController>],
-    client: &Client,
-    metrics: &Arc<Metrics>,
-    health: &Health,
-    shutdown: &CancellationToken,
-    instance: &str,
-) -> ControllerSet {
+fn start(products: &[Box<dyn ProductController>], w: &Wiring) -> ControllerSet {
     let mut set = JoinSet::new();
     for product in products {
         let name = product.name().to_owned();
-        let ctx = ControllerContext::new(
-            &name,
-            client.clone(),
-            metrics.clone(),
-            health.clone(),
-            shutdown.child_token(),
-            Some(instance.to_owned()),
-        );
-        let fut = product.run(ctx);
+        let fut = product.run(w.context(&name));
         set.spawn(async move { (name, fut.await) });
     }
     set

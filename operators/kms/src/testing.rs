@@ -1,0 +1,99 @@
+//! Building blocks for tests and benchmarks of KMS clients and servers (this crate's, the
+//! integration tier's): a key record, a service holding it with one access key, SDK-style signed
+//! headers. Not used by the product's own code paths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::authz::Grant;
+use crate::cipher::Material;
+use crate::crd::KeyState;
+use crate::keyring::{KeyRecord, Keyring, key_arn};
+use crate::service::{AccessKey, CONTENT_TYPE, Metrics, Service};
+use crate::sigv4;
+
+/// An enabled-or-not key with one version of `material` and one alias.
+pub fn key(
+    namespace: &str,
+    name: &str,
+    alias: &str,
+    key_id: Uuid,
+    material: Material,
+    state: KeyState,
+) -> KeyRecord {
+    KeyRecord {
+        key_id,
+        namespace: namespace.into(),
+        name: name.into(),
+        arn: key_arn(namespace, key_id),
+        state,
+        description: format!("{name} (test)"),
+        created: 1_780_000_000,
+        deletion: None,
+        aliases: vec![alias.into()],
+        rotation_enabled: false,
+        rotation_period_days: None,
+        current_version: 1,
+        versions: BTreeMap::from([(1, material)]),
+        creator: "test".into(),
+    }
+}
+
+/// A service for region `local` serving `keys`, with one access key granted `grant`.
+pub fn service(keys: Vec<KeyRecord>, access_key: (&str, &str), grant: Grant) -> Arc<Service> {
+    let registry = prometheus::Registry::new();
+    let metrics = match Metrics::new(&registry) {
+        Ok(m) => m,
+        // A fresh registry has nothing registered that could clash.
+        Err(e) => panic!("metrics: {e}"),
+    };
+    let svc = Service::new("local", metrics);
+    svc.set_keyring(Keyring::new(keys));
+    svc.set_access_keys(HashMap::from([(
+        access_key.0.to_owned(),
+        AccessKey {
+            secret: zeroize::Zeroizing::new(access_key.1.to_owned()),
+            grant,
+        },
+    )]));
+    Arc::new(svc)
+}
+
+/// A grant on the keys of `namespace` (cryptographic and read operations).
+pub fn grant(namespace: &str) -> Grant {
+    Grant {
+        principal: format!("{namespace}/test"),
+        namespaces: [namespace.to_owned()].into(),
+        keys: None,
+        operations: None,
+    }
+}
+
+/// The headers an AWS SDK sends for `TrentService.<target>` with `body`, signed at `at`.
+pub fn signed(
+    access_key: (&str, &str),
+    host: &str,
+    target: &str,
+    body: &[u8],
+    at: SystemTime,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("host".to_owned(), host.to_owned()),
+        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
+        ("x-amz-target".to_owned(), format!("TrentService.{target}")),
+    ];
+    let req = sigv4::Request {
+        method: "POST",
+        uri: "/",
+        headers: &headers,
+        body,
+    };
+    match sigv4::sign_request(access_key, "local", "kms", at, &req) {
+        Ok(added) => headers.extend(added),
+        Err(e) => panic!("signing: {e}"),
+    }
+    headers
+}
