@@ -19,7 +19,7 @@ healthy() {
 }
 
 up() {
-  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$CLUSTER_DIR/build-components.sh"
+  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] && [ -x "$ETCDCTL" ] || "$CLUSTER_DIR/build-components.sh"
   if healthy; then
     log "tier 1 already up"
     echo "$KUBECONFIG_FILE"

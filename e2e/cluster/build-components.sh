@@ -37,6 +37,8 @@ build_module kubernetes "$K8S_VERSION" "$CLUSTER_DIR/components/kubernetes" \
   k8s.io/kubernetes/cmd/kubectl
 
 build_module etcd "$ETCD_VERSION" "$CLUSTER_DIR/components/etcd" -ldflags "-s -w" .
+# etcdctl, to read what the API server stored (e.g. that Secrets are encrypted at rest).
+build_module etcdctl "$ETCD_VERSION" "$CLUSTER_DIR/components/etcdctl" -ldflags "-s -w" go.etcd.io/etcd/etcdctl/v3
 
 # Cluster DNS, run by the node harness as a host process in the node's network namespace.
 build_module coredns "$COREDNS_VERSION" "$CLUSTER_DIR/components/coredns" -ldflags "-s -w" github.com/coredns/coredns

@@ -22,13 +22,10 @@ use agility_kms::kmsv2::{self, KmsClient, Provider, Upstream};
 use agility_kms::server;
 use agility_kms::service::Service;
 use agility_kms::testing;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const AKID: &str = "AKIAAPISERVERIT001";
@@ -88,26 +85,37 @@ async fn start_provider(socket: &Path, addr: std::net::SocketAddr, ca: &str) -> 
     stop
 }
 
-/// One key straight from etcd through its JSON gateway (`/v3/kv/range`).
-async fn etcd_get(port: u16, key: &str) -> Vec<u8> {
-    let body = serde_json::json!({ "key": B64.encode(key) }).to_string();
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("etcd");
-    let req = format!(
-        "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+/// One key straight from etcd, with etcdctl (built by `e2e/cluster/build-components.sh`).
+fn etcd_get(port: u16, key: &str) -> Vec<u8> {
+    let etcdctl = env_or(
+        "AGILITY_ETCDCTL",
+        &format!(
+            "{}/.cache/agility/etcdctl-v3.6.4/bin/etcdctl",
+            env_or("HOME", "/root")
+        ),
     );
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    tcp.read_to_end(&mut out).await.expect("read");
-    let text = String::from_utf8_lossy(&out);
-    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    // The body may be chunked; the JSON object is between the first '{' and the last '}'.
-    let json = &json[json.find('{').unwrap_or(0)..=json.rfind('}').unwrap_or(0)];
-    let v: serde_json::Value = serde_json::from_str(json).expect("etcd JSON");
-    B64.decode(v["kvs"][0]["value"].as_str().expect("a value in etcd"))
-        .expect("base64")
+    let out = Command::new(&etcdctl)
+        .args([
+            "--endpoints",
+            &format!("http://127.0.0.1:{port}"),
+            "get",
+            key,
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{etcdctl}: {e}"));
+    assert!(
+        out.status.success(),
+        "etcdctl get {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v = out.stdout;
+    // etcdctl ends the value with a newline.
+    if v.last() == Some(&b'\n') {
+        v.pop();
+    }
+    assert!(!v.is_empty(), "etcd has no value at {key}");
+    v
 }
 
 async fn client_for(port: u16) -> kube::Client {
@@ -274,7 +282,7 @@ async fn secrets_are_encrypted_at_rest_with_the_agility_kms() {
     );
 
     create_secret(&client, "db-password").await;
-    let stored = etcd_get(etcd_port, &format!("{prefix}/secrets/default/db-password")).await;
+    let stored = etcd_get(etcd_port, &format!("{prefix}/secrets/default/db-password"));
     let head = String::from_utf8_lossy(&stored[..stored.len().min(40)]).into_owned();
     assert!(
         stored.starts_with(b"k8s:enc:kms:v2:agility:"),
@@ -306,7 +314,7 @@ async fn secrets_are_encrypted_at_rest_with_the_agility_kms() {
     stop_provider = start_provider(&socket, kms_addr, &tls.ca).await;
     create_secret(&client, "api-token").await;
     assert_eq!(read_secret(&client, "api-token").await, PLAINTEXT);
-    let second = etcd_get(etcd_port, &format!("{prefix}/secrets/default/api-token")).await;
+    let second = etcd_get(etcd_port, &format!("{prefix}/secrets/default/api-token"));
     assert!(second.starts_with(b"k8s:enc:kms:v2:agility:"));
     println!("after the provider restarted: new Secret written encrypted and read back");
 
