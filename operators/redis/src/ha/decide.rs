@@ -213,6 +213,15 @@ fn elect(nodes: &[NodeView], expected: usize, d: &mut Decision) {
         .max_by_key(|(n, i)| (i.is_master, i.offset, std::cmp::Reverse(n.ordinal)))
     {
         d.steps.push(Step::Elect { pod: n.pod.clone() });
+        // Attach the others in the same round: a new instance is Ready one probe round sooner.
+        if let Some(ip) = n.ip.as_deref() {
+            for (other, _) in ups.iter().filter(|(o, _)| o.pod != n.pod) {
+                d.steps.push(Step::Replicate {
+                    pod: other.pod.clone(),
+                    master_ip: ip.to_owned(),
+                });
+            }
+        }
     }
 }
 
@@ -350,7 +359,13 @@ mod tests {
         ];
         assert_eq!(
             decide(&both, 2, T).steps,
-            vec![Step::Elect { pod: "r-0".into() }]
+            vec![
+                Step::Elect { pod: "r-0".into() },
+                Step::Replicate {
+                    pod: "r-1".into(),
+                    master_ip: "10.0.0.1".into()
+                }
+            ]
         );
     }
 
@@ -571,7 +586,13 @@ mod tests {
         ];
         assert_eq!(
             decide(&nodes, 2, T).steps,
-            vec![Step::Elect { pod: "r-0".into() }]
+            vec![
+                Step::Elect { pod: "r-0".into() },
+                Step::Replicate {
+                    pod: "r-1".into(),
+                    master_ip: "10.0.0.1".into()
+                }
+            ]
         );
     }
 }
