@@ -55,10 +55,12 @@ fn cli(tls: bool, args: &str) -> String {
 
 /// Ready: a master, or a replica whose link is up and whose sync is done. A node that just started
 /// (a replica of nothing) is not Ready, so a rolling update waits for it to hold the data before
-/// taking the next pod down.
+/// taking the next pod down. The probe looks again for up to ~1 s before failing: the kubelet's
+/// first probe runs as the container starts, a moment before the operator gives it a role, and
+/// would otherwise leave a new node unready for a whole probe period.
 fn readiness_script(tls: bool) -> String {
     format!(
-        "i=$({}) || exit 1\ncase \"$i\" in *role:master*) exit 0;; esac\ncase \"$i\" in *master_link_status:up*) case \"$i\" in *master_sync_in_progress:0*) exit 0;; esac;; esac\nexit 1",
+        "n=0\nwhile :; do\n  if i=$({}); then\n    case \"$i\" in *role:master*) exit 0;; esac\n    case \"$i\" in *master_link_status:up*) case \"$i\" in *master_sync_in_progress:0*) exit 0;; esac;; esac\n  fi\n  n=$((n+1))\n  [ $n -ge 8 ] && exit 1\n  sleep 0.1\ndone",
         cli(tls, "info replication")
     )
 }
