@@ -215,6 +215,17 @@ async fn handle(
         };
         if let Err(e) = written {
             warn!(request_id, error = %e, "management change not written");
+            // The request's own audit line said it was accepted; this one says it did not land.
+            tracing::info!(
+                target: "agility_kms::audit",
+                request_id,
+                principal = %outcome.principal,
+                key = %crate::keyring::key_arn(&change.namespace, change.key_id),
+                version = 0,
+                operation = "WriteKeyState",
+                result = e.code(),
+                "kms request"
+            );
             return reply(e.status(), e.body().to_string().into_bytes(), &request_id);
         }
     }

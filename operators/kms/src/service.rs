@@ -80,6 +80,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// A management operation's change.
     pub mutation: Option<Change>,
+    /// Who asked (for the audit line of the change's write).
+    pub principal: String,
 }
 
 /// An incoming request.
@@ -167,11 +169,13 @@ impl Service {
                 status: 200,
                 body: reply.body.to_string().into_bytes(),
                 mutation: reply.mutation.clone(),
+                principal: principal.clone(),
             },
             Err(e) => Outcome {
                 status: e.status(),
                 body: e.body().to_string().into_bytes(),
                 mutation: None,
+                principal: principal.clone(),
             },
         };
         let label = match &result {
