@@ -15,11 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agility_kms::authz::Grant;
-use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
 use agility_kms::kmsv2::{self, KmsClient, Provider, Upstream};
-use agility_kms::server;
 use agility_kms::service::Service;
 use agility_kms::testing;
 use k8s_openapi::ByteString;
@@ -174,22 +172,10 @@ async fn secrets_are_encrypted_at_rest_with_the_agility_kms() {
 
     // The KMS (HTTPS on loopback) and the provider on a unix socket.
     let key_id = uuid::Uuid::new_v4();
-    let tls = issue_api_tls("localhost", "it").expect("certificate");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let kms_addr = listener.local_addr().expect("addr");
-    let stop_kms = CancellationToken::new();
-    tokio::spawn(server::serve_on(
-        listener,
-        server::tls_config(&tls).expect("tls"),
-        kms_service(key_id),
-        None,
-        "it".into(),
-        stop_kms.clone(),
-    ));
+    let kms = testing::loopback_kms(kms_service(key_id)).await;
+    let (kms_addr, stop_kms) = (kms.addr, kms.stop.clone());
     let socket = dir.join("kms.sock");
-    let mut stop_provider = start_provider(&socket, kms_addr, &tls.ca).await;
+    let mut stop_provider = start_provider(&socket, kms_addr, &kms.ca).await;
 
     let config = dir.join("encryption.yaml");
     std::fs::write(
@@ -311,7 +297,7 @@ async fn secrets_are_encrypted_at_rest_with_the_agility_kms() {
         "read while the provider is down"
     );
     println!("Secret read back while the provider was down");
-    stop_provider = start_provider(&socket, kms_addr, &tls.ca).await;
+    stop_provider = start_provider(&socket, kms_addr, &kms.ca).await;
     create_secret(&client, "api-token").await;
     assert_eq!(read_secret(&client, "api-token").await, PLAINTEXT);
     let second = etcd_get(etcd_port, &format!("{prefix}/secrets/default/api-token"));

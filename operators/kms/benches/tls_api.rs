@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::{self, Material};
 use agility_kms::crd::KeyState;
 use agility_kms::{server, testing};
@@ -18,7 +17,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio_util::sync::CancellationToken;
 
 const AKID: &str = "AKIAAGILITYBENCH0002";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-02";
@@ -125,19 +123,15 @@ fn main() {
         }
         println!("raw AES-256-GCM seal 4 KiB (1 core): {:.0} ops/s", f64::from(n) / t.elapsed().as_secs_f64());
 
-        let tls = issue_api_tls("localhost", "bench").expect("certificate");
-        let config = server::tls_config(&tls).expect("server TLS");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
         let svc = testing::service(
             vec![testing::key("shop", "orders", "alias/orders", key_id, material.clone(), KeyState::Enabled)],
             (AKID, SECRET),
             testing::grant("shop"),
         );
-        tokio::spawn(server::serve_on(listener, config, svc, None, "bench".into(), stop.clone()));
+        let kms = testing::loopback_kms(svc).await;
+        let (addr, stop) = (kms.addr, kms.stop.clone());
 
-        let connector = tokio_rustls::TlsConnector::from(server::client_config(&tls.ca).expect("client TLS"));
+        let connector = tokio_rustls::TlsConnector::from(server::client_config(&kms.ca).expect("client TLS"));
 
         let enc = Arc::new(signed(
             "Encrypt",

@@ -15,6 +15,50 @@ use crate::keyring::{KeyRecord, Keyring, key_arn};
 use crate::service::{AccessKey, CONTENT_TYPE, Metrics, Service};
 use crate::sigv4;
 
+/// A KMS served over HTTPS on a loopback port with a fresh certificate for `localhost`.
+pub struct LoopbackKms {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The CA clients trust (`ca.crt`).
+    pub ca: String,
+    /// Stops the server.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+/// Starts `service` on 127.0.0.1 (any free port) until the returned `stop` is cancelled.
+pub async fn loopback_kms(service: Arc<Service>) -> LoopbackKms {
+    let tls = match crate::bootstrap::issue_api_tls("localhost", "test") {
+        Ok(t) => t,
+        Err(e) => panic!("certificate: {e}"),
+    };
+    let config = match crate::server::tls_config(&tls) {
+        Ok(c) => c,
+        Err(e) => panic!("server TLS: {e}"),
+    };
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => panic!("address: {e}"),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::server::serve_on(
+        listener,
+        config,
+        service,
+        None,
+        "test".into(),
+        stop.clone(),
+    ));
+    LoopbackKms {
+        addr,
+        ca: tls.ca,
+        stop,
+    }
+}
+
 /// An enabled-or-not key with one version of `material` and one alias.
 pub fn key(
     namespace: &str,

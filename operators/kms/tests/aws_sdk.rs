@@ -2,16 +2,14 @@
 //! the SDK signs (SigV4), serialises and parses errors itself, so this checks wire compatibility
 //! operation by operation, with an endpoint override and the KMS CA as the only trust root.
 
-use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
 use agility_kms::keyring::{Keyring, key_arn};
-use agility_kms::{server, testing};
+use agility_kms::testing;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use aws_smithy_http_client::tls;
-use tokio_util::sync::CancellationToken;
 
 const AKID: &str = "AKIAAWSSDKTEST0001";
 const SECRET: &str = "aws-sdk-test-secret-aws-sdk-test-secret";
@@ -34,20 +32,8 @@ async fn the_aws_sdk_for_rust_speaks_to_the_kms() {
         (AKID, SECRET),
         testing::grant("shop"),
     );
-    let cert = issue_api_tls("localhost", "test").expect("certificate");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    tokio::spawn(server::serve_on(
-        listener,
-        server::tls_config(&cert).expect("tls"),
-        svc.clone(),
-        None,
-        "test".into(),
-        stop.clone(),
-    ));
+    let server = testing::loopback_kms(svc.clone()).await;
+    let (port, stop, cert_ca) = (server.addr.port(), server.stop, server.ca);
 
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
@@ -55,7 +41,7 @@ async fn the_aws_sdk_for_rust_speaks_to_the_kms() {
         ))
         .tls_context(
             tls::TlsContext::builder()
-                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(cert.ca.as_bytes()))
+                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(cert_ca.as_bytes()))
                 .build()
                 .expect("TLS context"),
         )

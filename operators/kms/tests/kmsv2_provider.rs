@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agility_kms::authz::Grant;
-use agility_kms::bootstrap::issue_api_tls;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
 use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
@@ -14,10 +13,8 @@ use agility_kms::kmsv2::{
     self, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, KmsClient, Provider,
     StatusRequest, StatusResponse, Upstream,
 };
-use agility_kms::server;
 use agility_kms::testing;
 use hyper_util::rt::TokioIo;
-use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
 
 const AKID: &str = "AKIAAPISERVER0001";
@@ -67,20 +64,8 @@ async fn the_api_server_calls_round_trip_through_the_kms() {
             ..testing::grant("kube-system")
         },
     );
-    let tls = issue_api_tls("localhost", "test").expect("certificate");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    tokio::spawn(server::serve_on(
-        listener,
-        server::tls_config(&tls).expect("tls"),
-        svc.clone(),
-        None,
-        "test".into(),
-        stop.clone(),
-    ));
+    let kms = testing::loopback_kms(svc.clone()).await;
+    let (addr, stop) = (kms.addr, kms.stop);
 
     let client = KmsClient::new(
         Upstream {
@@ -90,7 +75,7 @@ async fn the_api_server_calls_round_trip_through_the_kms() {
             region: "local".into(),
             credentials: (AKID.into(), SECRET.into()),
         },
-        &tls.ca,
+        &kms.ca,
     )
     .expect("client");
     let dir = std::env::temp_dir().join(format!("agility-kmsv2-{}", std::process::id()));
