@@ -33,28 +33,47 @@ fn seconds(t: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(t).ok().map(|t| t.timestamp())
 }
 
+/// Unwrapped material kept between rebuilds, so a rebuild unwraps only versions it has not seen
+/// (with an HSM root key every unwrap is a round trip to the HSM).
+#[derive(Default)]
+pub struct MaterialCache {
+    entries: HashMap<(uuid::Uuid, u32), (Vec<u8>, crate::cipher::Material)>,
+}
+
 /// The keyring: every stored key, its state from its `Cmk` (or PendingDeletion when the object
-/// is gone), its material unwrapped. A key whose material does not unwrap is left out, loudly.
+/// is gone), its material unwrapped (or reused from `cache`). A key whose material does not
+/// unwrap is left out, loudly.
 pub fn build_keyring(
     cmks: &[Arc<Cmk>],
     stored: &[StoredKey],
     root: &RootKey,
+    cache: &mut MaterialCache,
     now: DateTime<Utc>,
 ) -> Keyring {
+    let live: HashMap<&str, &Arc<Cmk>> = cmks
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| Some((c.status.as_ref()?.key_id.as_deref()?, c)))
+        .collect();
+    let mut kept = HashMap::new();
     let mut records = Vec::new();
     for key in stored {
         let id = &key.identity;
-        let cmk = cmks.iter().find(|c| {
-            c.metadata.deletion_timestamp.is_none()
-                && c.status.as_ref().and_then(|s| s.key_id.as_deref())
-                    == Some(id.key_id.to_string().as_str())
-                && lifecycle::belongs(c, id)
-        });
+        let cmk = live
+            .get(id.key_id.to_string().as_str())
+            .copied()
+            .filter(|c| lifecycle::belongs(c, id));
         let mut versions = BTreeMap::new();
         let mut broken = false;
         for (v, wrapped) in &key.wrapped {
-            match root.unwrap(id.key_id, *v, wrapped) {
+            let cached = cache
+                .entries
+                .remove(&(id.key_id, *v))
+                .filter(|(w, _)| w == wrapped)
+                .map(|(_, m)| m);
+            match cached.map_or_else(|| root.unwrap(id.key_id, *v, wrapped), Ok) {
                 Ok(m) => {
+                    kept.insert((id.key_id, *v), (wrapped.clone(), m.clone()));
                     versions.insert(*v, m);
                 }
                 Err(e) => {
@@ -100,6 +119,8 @@ pub fn build_keyring(
             creator: id.creator.clone(),
         });
     }
+    // Versions no longer stored are forgotten (their material is wiped on drop).
+    cache.entries = kept;
     Keyring::new(records)
 }
 
@@ -233,8 +254,9 @@ pub async fn watch(
         () = synced => {}
         () = stop.cancelled() => return,
     }
+    let mut cache = MaterialCache::default();
     loop {
-        rebuild(&cmks, &materials, &keys, &root, &service);
+        rebuild(&cmks, &materials, &keys, &root, &mut cache, &service);
         let _ = ready.send(true);
         tokio::select! {
             () = stop.cancelled() => return,
@@ -251,6 +273,7 @@ fn rebuild(
     materials: &Store<Secret>,
     keys: &Store<Secret>,
     root: &RootKey,
+    cache: &mut MaterialCache,
     service: &Service,
 ) {
     let stored: Vec<StoredKey> = materials
@@ -258,7 +281,7 @@ fn rebuild(
         .iter()
         .filter_map(|s| StoredKey::from_secret(s))
         .collect();
-    let ring = build_keyring(&cmks.state(), &stored, root, Utc::now());
+    let ring = build_keyring(&cmks.state(), &stored, root, cache, Utc::now());
     let mut access = HashMap::new();
     for s in keys.state() {
         match access_key(&s) {
@@ -330,16 +353,29 @@ mod tests {
     fn state_follows_the_cmk_and_a_missing_cmk_means_pending_deletion() {
         let id = Uuid::new_v4();
         let now = Utc::now();
-        let ring = build_keyring(&[cmk(id, true)], &[stored(id, None)], &root(), now);
+        let ring = build_keyring(
+            &[cmk(id, true)],
+            &[stored(id, None)],
+            &root(),
+            &mut MaterialCache::default(),
+            now,
+        );
         let k = ring.get(id).unwrap();
         assert_eq!(k.state, KeyState::Enabled);
         assert_eq!(k.aliases, vec!["alias/orders".to_owned()]);
-        let ring = build_keyring(&[cmk(id, false)], &[stored(id, None)], &root(), now);
+        let ring = build_keyring(
+            &[cmk(id, false)],
+            &[stored(id, None)],
+            &root(),
+            &mut MaterialCache::default(),
+            now,
+        );
         assert_eq!(ring.get(id).unwrap().state, KeyState::Disabled);
         let ring = build_keyring(
             &[],
             &[stored(id, Some("2026-12-08T00:00:00Z"))],
             &root(),
+            &mut MaterialCache::default(),
             now,
         );
         let k = ring.get(id).unwrap();
@@ -348,10 +384,49 @@ mod tests {
     }
 
     #[test]
+    fn a_rebuild_reuses_material_it_already_unwrapped() {
+        let id = Uuid::new_v4();
+        let key = stored(id, None);
+        let mut cache = MaterialCache::default();
+        let first = build_keyring(
+            &[cmk(id, true)],
+            std::slice::from_ref(&key),
+            &root(),
+            &mut cache,
+            Utc::now(),
+        );
+        assert!(first.get(id).is_some());
+        // A root key that could not unwrap it: the cached material is used, no unwrap happens.
+        let other = RootKey::from_bytes(&[4; 32]).unwrap();
+        let again = build_keyring(
+            &[cmk(id, true)],
+            std::slice::from_ref(&key),
+            &other,
+            &mut cache,
+            Utc::now(),
+        );
+        assert!(again.get(id).is_some(), "served from the cache");
+        // Once the record is gone, so is its material.
+        let empty = build_keyring(&[], &[], &other, &mut cache, Utc::now());
+        assert!(empty.get(id).is_none());
+        let after = build_keyring(&[cmk(id, true)], &[key], &other, &mut cache, Utc::now());
+        assert!(
+            after.get(id).is_none(),
+            "forgotten, and the other root key cannot unwrap it"
+        );
+    }
+
+    #[test]
     fn material_under_another_root_key_is_not_served() {
         let id = Uuid::new_v4();
         let other = RootKey::from_bytes(&[4; 32]).unwrap();
-        let ring = build_keyring(&[cmk(id, true)], &[stored(id, None)], &other, Utc::now());
+        let ring = build_keyring(
+            &[cmk(id, true)],
+            &[stored(id, None)],
+            &other,
+            &mut MaterialCache::default(),
+            Utc::now(),
+        );
         assert!(ring.get(id).is_none());
     }
 
