@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use agility_kms::authz::Grant;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
-use agility_kms::kmsv2::{self, KmsClient, Provider, Upstream};
 use agility_kms::service::Service;
 use agility_kms::testing;
 use k8s_openapi::ByteString;
@@ -61,26 +60,7 @@ fn kms_service(key_id: uuid::Uuid) -> Arc<Service> {
 }
 
 async fn start_provider(socket: &Path, addr: std::net::SocketAddr, ca: &str) -> CancellationToken {
-    let client = KmsClient::new(
-        Upstream {
-            addr: addr.to_string(),
-            server_name: "localhost".into(),
-            key: "alias/apiserver".into(),
-            region: "local".into(),
-            credentials: (AKID.into(), SECRET.into()),
-        },
-        ca,
-    )
-    .expect("KMS client");
-    let stop = CancellationToken::new();
-    let (path, token) = (socket.to_path_buf(), stop.clone());
-    tokio::spawn(async move { kmsv2::serve(&path, Arc::new(Provider::new(client)), token).await });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "provider socket never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop
+    testing::provider_on_socket(socket, addr, ca, "alias/apiserver", (AKID, SECRET)).await
 }
 
 /// One key straight from etcd, with etcdctl (built by `e2e/cluster/build-components.sh`).

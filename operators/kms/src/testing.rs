@@ -59,6 +59,42 @@ pub async fn loopback_kms(service: Arc<Service>) -> LoopbackKms {
     }
 }
 
+/// Starts the KMS v2 provider on the unix socket `socket`, forwarding to the KMS at `addr`
+/// (trusting `ca`) for `key` with `access_key`; returns once the socket exists. Cancel the token
+/// to stop it.
+pub async fn provider_on_socket(
+    socket: &std::path::Path,
+    addr: std::net::SocketAddr,
+    ca: &str,
+    key: &str,
+    access_key: (&str, &str),
+) -> tokio_util::sync::CancellationToken {
+    let upstream = crate::kmsv2::Upstream {
+        addr: addr.to_string(),
+        server_name: "localhost".into(),
+        key: key.into(),
+        region: "local".into(),
+        credentials: (access_key.0.into(), access_key.1.into()),
+    };
+    let client = match crate::kmsv2::KmsClient::new(upstream, ca) {
+        Ok(c) => c,
+        Err(e) => panic!("KMS client: {e}"),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (path, token) = (socket.to_path_buf(), stop.clone());
+    let provider = Arc::new(crate::kmsv2::Provider::new(client));
+    tokio::spawn(async move { crate::kmsv2::serve(&path, provider, token).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "provider socket never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop
+}
+
 /// An enabled-or-not key with one version of `material` and one alias.
 pub fn key(
     namespace: &str,

@@ -3,15 +3,13 @@
 //! server does; then the key is disabled and the provider reports it unhealthy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use agility_kms::authz::Grant;
 use agility_kms::cipher::Material;
 use agility_kms::crd::KeyState;
 use agility_kms::keyring::{KeyRecord, Keyring, key_arn};
 use agility_kms::kmsv2::{
-    self, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, KmsClient, Provider,
-    StatusRequest, StatusResponse, Upstream,
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
 };
 use agility_kms::testing;
 use hyper_util::rt::TokioIo;
@@ -67,30 +65,12 @@ async fn the_api_server_calls_round_trip_through_the_kms() {
     let kms = testing::loopback_kms(svc.clone()).await;
     let (addr, stop) = (kms.addr, kms.stop);
 
-    let client = KmsClient::new(
-        Upstream {
-            addr: addr.to_string(),
-            server_name: "localhost".into(),
-            key: "alias/apiserver".into(),
-            region: "local".into(),
-            credentials: (AKID.into(), SECRET.into()),
-        },
-        &kms.ca,
-    )
-    .expect("client");
     let dir = std::env::temp_dir().join(format!("agility-kmsv2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let socket = dir.join("kms.sock");
-    tokio::spawn({
-        let (socket, stop) = (socket.clone(), stop.clone());
-        async move { kmsv2::serve(&socket, Arc::new(Provider::new(client)), stop).await }
-    });
-    for _ in 0..50 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let stop_provider =
+        testing::provider_on_socket(&socket, addr, &kms.ca, "alias/apiserver", (AKID, SECRET))
+            .await;
     let path = socket.clone();
     let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
         .expect("endpoint")
@@ -171,6 +151,7 @@ async fn the_api_server_calls_round_trip_through_the_kms() {
     .await
     .expect_err("disabled key");
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    stop_provider.cancel();
     stop.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }
