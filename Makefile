@@ -14,6 +14,9 @@ E2E_TIMEOUT  ?= 2400
 CARGO_EXCLUDE_CLUSTER := --exclude agility-integration --exclude agility-e2e-suite
 # Cargo builds live outside the checkout so a fresh clone (CI) reuses them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
+# Incremental caches grow by gigabytes per checkout path in the shared target dir (30 GB once
+# filled this machine's disk mid-CI); a test run gains little from them.
+export CARGO_INCREMENTAL ?= 0
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -73,6 +76,9 @@ integration: ## Controller tests against a real kube-apiserver + etcd (tier 1)
 	  cargo test -p agility-integration --locked -- --test-threads=1 || rc=$$?; \
 	e2e/cluster/apiserver.sh down; exit $$rc
 
+vm-test: ## Node agent tests needing bonding / LVM thin pools (tests/vm_*.rs), each in a qemu VM (e2e/vm)
+	e2e/vm/test.sh
+
 e2e: ## e2e tests on the full local node (brings it up if needed; kept up for inspection)
 	$(MAKE) images-build
 	kc=$$(e2e/cluster/up.sh | tail -n 1); \
@@ -88,6 +94,6 @@ bench-redis: ## RedisInstance benchmarks on the running node (INSTANCES=50 for t
 measure: ## Print cluster numbers (build time, warm up time, pod start latency)
 	e2e/cluster/measure.sh
 
-test: setup fmt clippy unit drift chart integration e2e down ## Every test, as CI runs it (ends with the cluster torn down)
+test: setup fmt clippy unit drift chart integration vm-test e2e down ## Every test, as CI runs it (ends with the cluster torn down)
 
-.PHONY: help setup up down cluster-up cluster-down images images-build images-import install samples fmt clippy unit drift chart integration e2e bench-redis measure test
+.PHONY: help setup up down cluster-up cluster-down images images-build images-import install samples fmt clippy unit drift chart integration vm-test e2e bench-redis measure test

@@ -14,6 +14,18 @@ find_python >/dev/null 2>&1 || missing+=(python3-yaml)
 command -v lua5.1 >/dev/null || missing+=(lua5.1)
 # SoftHSM2: the KMS's PKCS#11 root key is unit-tested against it.
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+# libfaketime: the OSS tests run Garage at a fake date to prove lifecycle expiry (its worker runs
+# once a day, at midnight UTC).
+command -v faketime >/dev/null || missing+=(faketime)
+# The kernel-feature test VM (e2e/vm/vm.sh): qemu under TCG, and the Debian packages whose
+# binaries its initramfs carries (busybox as init and shell, kmod's modprobe, LVM and thin_check,
+# util-linux, e2fsprogs, iproute2, ping, ethtool); cpio packs the initramfs, binutils' strip drops
+# a test binary's debug info on the way in, jq reads cargo's JSON (`make vm-test`), xz unpacks
+# the kernel.
+for pkg in qemu-system-x86 busybox-static cpio kmod lvm2 thin-provisioning-tools util-linux \
+  e2fsprogs iproute2 iputils-ping ethtool binutils jq xz-utils; do
+  dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$' || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt)" >&2
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
@@ -76,3 +88,58 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 echo "python-kms $venv/bin/python"
+
+# Garage (object storage): the OSS tests run it on loopback and e2e/images packs it into the
+# garage image. Built once from crates.io (~8 min on 2 cores) into the same per-version cache
+# the image builder uses (e2e/images/images.toml), installed into a scratch root first so an
+# interrupted build is never taken for a finished one.
+GARAGE_VERSION=2.5.0
+garage_root="$HOME/.cache/agility/crates/garage-$GARAGE_VERSION"
+if [ ! -x "$garage_root/bin/garage" ]; then
+  echo "building garage $GARAGE_VERSION (cargo install --locked)" >&2
+  rm -rf "$garage_root.partial"
+  cargo install --locked --version "$GARAGE_VERSION" --root "$garage_root.partial" garage >&2
+  rm -rf "$garage_root"
+  mv "$garage_root.partial" "$garage_root"
+fi
+echo "garage $garage_root/bin/garage"
+
+# The test VM's kernel: Debian's stock kernel package at the version pinned in e2e/vm/kernel.env,
+# fetched with `apt-get download` (apt checks it against the signed index; we check the pinned
+# SHA256 too), unpacked to vmlinuz, vmlinux and lib/modules/<abi>/ with modules.dep (depmod runs
+# in the package's postinst, so the .deb has none). Extracted into a scratch dir and moved in place.
+. e2e/vm/kernel.env
+if [ ! -f "$VM_KERNEL_DIR/vmlinux" ] || [ ! -f "$VM_KERNEL_DIR/lib/modules/$VM_KERNEL_ABI/modules.dep" ]; then
+  echo "fetching linux-image-$VM_KERNEL_ABI $VM_KERNEL_VERSION (apt-get download)" >&2
+  partial="$VM_KERNEL_DIR.partial"
+  rm -rf "$partial"
+  mkdir -p "$partial/deb"
+  # _apt cannot write into root's home: download as root, without apt's sandbox.
+  if ! (cd "$partial/deb" && apt-get -o APT::Sandbox::User=root download \
+    "linux-image-$VM_KERNEL_ABI=$VM_KERNEL_VERSION" >&2); then
+    echo "apt does not offer linux-image-$VM_KERNEL_ABI=$VM_KERNEL_VERSION (try apt-get update;" \
+      "if the archive moved on, bump e2e/vm/kernel.env)" >&2
+    exit 1
+  fi
+  deb=$(echo "$partial"/deb/*.deb)
+  echo "$VM_KERNEL_SHA256  $deb" | sha256sum --check --quiet >&2
+  mkdir -p "$partial/x"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$partial/x" ./boot ./lib/modules
+  mv "$partial/x/boot/vmlinuz-$VM_KERNEL_ABI" "$partial/vmlinuz"
+  mv "$partial/x/boot/config-$VM_KERNEL_ABI" "$partial/config"
+  # The uncompressed kernel too: qemu boots its ELF through the PVH entry, which skips the ~5 s
+  # the emulated CPU takes to unpack the xz payload of vmlinuz (what scripts/extract-vmlinux does).
+  # (`|| true`: grep and tail die of SIGPIPE once head and xz have what they need.)
+  xz_at=$({ LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$partial/vmlinuz" || true; } | head -n 1 | cut -d: -f1)
+  { tail -c +$((${xz_at:?no xz payload in vmlinuz} + 1)) "$partial/vmlinuz" || true; } |
+    xz -dc --single-stream >"$partial/vmlinux"
+  [ "$(head -c 4 "$partial/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] ||
+    { echo "no ELF kernel inside $partial/vmlinuz" >&2; exit 1; }
+  mkdir -p "$partial/lib"
+  mv "$partial/x/lib/modules" "$partial/lib/modules"
+  rm -rf "$partial/x" "$partial/deb"
+  depmod -b "$partial" "$VM_KERNEL_ABI"
+  rm -rf "$VM_KERNEL_DIR"
+  mv "$partial" "$VM_KERNEL_DIR"
+fi
+echo "vm-kernel $VM_KERNEL_DIR/vmlinux"

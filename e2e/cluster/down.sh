@@ -96,6 +96,10 @@ for l in /var/log/containers/*.log; do
   case "$(readlink "$l")" in "$DIR"/* | /var/log/pods/*) rm -f "$l" ;; esac
 done
 rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+# Volumes of the hostPath provisioner (StorageClass local-hostpath): only this node uses it.
+if [ -d /tmp/hostpath_pv ]; then
+  rm -rf /tmp/hostpath_pv && log "removed /tmp/hostpath_pv (hostPath volumes)"
+fi
 for r in /var/lib/cni/results/agility-*-eth0; do
   [ -e "$r" ] || continue
   id=${r#/var/lib/cni/results/agility-}

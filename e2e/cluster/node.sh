@@ -212,6 +212,19 @@ EOF
 # CoreDNS on the node address.
 apply_addons() {
   node_kubectl apply --server-side --force-conflicts -f - >&2 <<EOF
+# Volumes for PVCs (the ObjectStore's nodes): the controller-manager's built-in hostPath
+# provisioner makes a directory under /tmp/hostpath_pv per claim and removes it with the claim.
+# Single-node development only; its directories are root-owned 0750, so pods that run as
+# non-root need their volume chowned (ObjectStore spec.storage.volumePermissions).
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local-hostpath
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "agility:coredns"}
@@ -315,7 +328,8 @@ EOF
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --use-service-account-credentials=true --service-cluster-ip-range "$SERVICE_CIDR" \
-    --allocate-node-cidrs=false --profiling=false
+    --allocate-node-cidrs=false --profiling=false \
+    --enable-hostpath-provisioner=true
   start_daemon "$PIDS" kube-scheduler "$LOGS/kube-scheduler.log" "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$DIR/scheduler.kubeconfig" \

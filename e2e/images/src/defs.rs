@@ -259,8 +259,15 @@ crates = [{ crate = "garage", version = "2.5.0", bin = "garage", to = "/usr/bin/
             .collect();
         let defs = Definitions::parse(&text).unwrap();
         let names: Vec<_> = defs.image.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["mariadb", "garage"]);
-        assert_eq!(defs.image[1].crates[0].version, "2.5.0");
+        assert_eq!(names, ["mariadb"]);
+    }
+
+    #[test]
+    fn the_garage_image_is_built_from_its_crate() {
+        let defs = Definitions::parse(include_str!("../images.toml")).unwrap();
+        let garage = defs.image.iter().find(|i| i.name == "garage").unwrap();
+        assert_eq!(garage.crates[0].krate, "garage");
+        assert_eq!(garage.crates[0].version, "2.5.0");
     }
 
     #[test]

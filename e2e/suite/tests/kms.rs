@@ -5,6 +5,8 @@
 //! API (written back to the `Cmk` object), a foreign namespace refused, material stored wrapped,
 //! audit lines and metrics. Prints the numbers.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use kube::api::{
 };
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
+use support::{boto3_python, repo};
 
 const KMS_NAMESPACE: &str = "agility-system";
 const KMS_SERVICE: &str = "agility-kms";
@@ -127,23 +130,6 @@ impl Client {
     }
 }
 
-fn python() -> String {
-    std::env::var("AGILITY_KMS_PYTHON").unwrap_or_else(|_| {
-        let out = Command::new("hack/install-tools.sh")
-            .current_dir(repo())
-            .output()
-            .expect("hack/install-tools.sh");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("python-kms ").map(str::to_owned))
-            .expect("install-tools prints the KMS python")
-    })
-}
-
-fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 async fn kms_logs(client: &kube::Client) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), KMS_NAMESPACE);
     let mut all = String::new();
@@ -239,7 +225,7 @@ async fn cmk_serves_a_real_aws_sdk_and_stays_one_truth() {
         .await
         .expect("KMS address");
     let boto = Client {
-        python: python(),
+        python: boto3_python(),
         script: repo()
             .join("e2e/kms/kms_client.py")
             .to_string_lossy()

@@ -34,6 +34,63 @@ pub enum Command {
     /// Serve the Kubernetes KMS v2 provider (gRPC on a unix socket) for a kube-apiserver,
     /// backed by a `Cmk` of the Agility KMS.
     KmsPlugin(KmsPluginArgs),
+    /// Serve the S3 gateway in front of a Garage store: bucket ACLs for anonymous requests,
+    /// Referer anti-leech, refusal of SSE and object ACLs Garage would ignore.
+    OssGateway(OssGatewayArgs),
+}
+
+/// Flags of `oss-gateway`.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+#[command(group(clap::ArgGroup::new("rules").required(true).args(["rules_configmap", "rules_file"])))]
+pub struct OssGatewayArgs {
+    /// Garage's S3 API, `http://host:3900`.
+    #[arg(long)]
+    pub s3_upstream: String,
+    /// Garage's website endpoint, `http://host:3902`.
+    #[arg(long)]
+    pub web_upstream: String,
+    /// The region Garage expects in signatures.
+    #[arg(long, default_value = "agility")]
+    pub region: String,
+    /// The ConfigMap holding `rules.json` (watched; the gateway's Role may be limited to it).
+    #[arg(long)]
+    pub rules_configmap: Option<String>,
+    /// A `rules.json` file instead of the ConfigMap (read once at start).
+    #[arg(long)]
+    pub rules_file: Option<PathBuf>,
+    /// Namespace of the rules ConfigMap (default: the pod's, else the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Domain of virtual-host S3 requests (`<bucket>.<domain>`); path style always works.
+    #[arg(long)]
+    pub s3_domain: Option<String>,
+    /// Domain of website requests (`<bucket>.<domain>`); a Host equal to a bucket name works too.
+    #[arg(long)]
+    pub web_domain: Option<String>,
+    /// PEM certificate chain: serve HTTPS on the S3 and website listeners.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// S3 listener.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen_s3: SocketAddr,
+    /// Website listener.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub listen_web: SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics` (plain HTTP).
+    #[arg(long, default_value = "0.0.0.0:8082")]
+    pub listen_admin: SocketAddr,
+    /// The gateway's own Garage access key id (from the environment in production).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: String,
+    /// Its secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: String,
+    /// Log format: json or text (level from RUST_LOG).
+    #[arg(long, env = "AGILITY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Flags of `kms-plugin`.
@@ -168,6 +225,66 @@ mod tests {
         assert_eq!(k.socket, PathBuf::from("/var/run/agility-kms/plugin.sock"));
         assert_eq!(k.server_name, "agility-kms.agility-system.svc");
         assert_eq!(k.key, "alias/apiserver");
+    }
+
+    #[test]
+    fn oss_gateway_takes_upstreams_rules_and_defaults() {
+        let c = parse(&[
+            "oss-gateway",
+            "--s3-upstream",
+            "http://store:3900",
+            "--web-upstream",
+            "http://store:3902",
+            "--rules-configmap",
+            "store-gateway-rules",
+            "--namespace",
+            "storage",
+            "--access-key-id",
+            "GK1",
+            "--secret-access-key",
+            "s",
+        ]);
+        let Command::OssGateway(g) = c else {
+            panic!("expected oss-gateway, got {c:?}");
+        };
+        assert_eq!(g.rules_configmap.as_deref(), Some("store-gateway-rules"));
+        assert_eq!(g.region, "agility");
+        assert_eq!(g.listen_s3, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(g.listen_web, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(g.listen_admin, "0.0.0.0:8082".parse().unwrap());
+        assert_eq!(g.tls_cert, None);
+        let base = [
+            "agility-operator",
+            "oss-gateway",
+            "--s3-upstream",
+            "http://s:3900",
+            "--web-upstream",
+            "http://s:3902",
+            "--access-key-id",
+            "GK1",
+            "--secret-access-key",
+            "s",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v)
+        };
+        // Exactly one rule source; TLS needs both files.
+        assert!(with(&[]).is_err());
+        assert!(with(&["--rules-file", "r.json", "--rules-configmap", "x"]).is_err());
+        assert!(with(&["--rules-file", "r.json", "--tls-cert", "c.pem"]).is_err());
+        assert!(
+            with(&[
+                "--rules-file",
+                "r.json",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

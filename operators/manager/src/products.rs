@@ -8,6 +8,8 @@ pub fn all() -> Vec<Box<dyn ProductController>> {
     vec![
         Box::new(agility_redis::RedisController),
         Box::new(agility_kms::KmsController),
+        Box::new(agility_oss::OssController),
+        Box::new(agility_node_agent::controller::NodeController),
     ]
 }
 

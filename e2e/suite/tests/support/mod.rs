@@ -1,4 +1,5 @@
-//! What the smoke tests share: the redis workload and a real Redis client.
+//! What the e2e tests share: the redis workload and a real Redis client, the repository root, and
+//! the Python with boto3 that `hack/install-tools.sh` makes.
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
@@ -169,4 +170,23 @@ pub async fn eventually_fails(addr: SocketAddr, within: Duration) -> (Duration, 
             Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python of the pinned boto3 venv (`AGILITY_KMS_PYTHON`, else what install-tools prints).
+pub fn boto3_python() -> String {
+    std::env::var("AGILITY_KMS_PYTHON").unwrap_or_else(|_| {
+        let out = std::process::Command::new("hack/install-tools.sh")
+            .current_dir(repo())
+            .output()
+            .expect("hack/install-tools.sh");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("python-kms ").map(str::to_owned))
+            .expect("install-tools prints the boto3 python")
+    })
 }

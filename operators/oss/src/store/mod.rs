@@ -1,0 +1,4 @@
+//! The `ObjectStore` kind: a Garage cluster and its S3 gateway.
+
+pub mod build;
+pub mod controller;
