@@ -14,7 +14,8 @@ deployments=(deployment/agility-operator deployment/agility-kms)
 # The local node has 2 cores: let data pods request a fraction of what their class promises (the
 # limits stay as the class says). Real clusters keep the chart default of 100%.
 "$kubectl" -n "$namespace" set env deployment/agility-operator \
-  AGILITY_REDIS_REQUEST_PERCENT="${AGILITY_REDIS_REQUEST_PERCENT:-5}" >&2
+  AGILITY_REDIS_REQUEST_PERCENT="${AGILITY_REDIS_REQUEST_PERCENT:-5}" \
+  AGILITY_RDS_REQUEST_PERCENT="${AGILITY_RDS_REQUEST_PERCENT:-5}" >&2
 # A rebuilt operator image keeps its tag, so a running Deployment needs a restart to pick it up.
 if $existed; then
   "$kubectl" -n "$namespace" rollout restart "${deployments[@]}" >&2

@@ -249,17 +249,18 @@ crates = [{ crate = "garage", version = "2.5.0", bin = "garage", to = "/usr/bin/
     }
 
     #[test]
-    fn commented_sketches_in_the_definitions_file_parse() {
-        // The sketches are documentation people copy; keep them valid.
-        let text: String = include_str!("../images.toml")
-            .lines()
-            .skip_while(|l| *l != "# [[image]]")
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
-        let defs = Definitions::parse(&text).unwrap();
-        let names: Vec<_> = defs.image.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["mariadb"]);
+    fn the_mariadb_image_carries_the_engine_and_its_tools() {
+        let defs = Definitions::parse(include_str!("../images.toml")).unwrap();
+        let m = defs.image.iter().find(|i| i.name == "mariadb").unwrap();
+        assert_eq!(m.reference, "localhost/agility/mariadb:10.11");
+        assert_eq!(m.package_versions["mariadb-server-core"], "10.11.19");
+        for bin in [
+            "/usr/sbin/mariadbd",
+            "/usr/bin/mariadb-backup",
+            "/usr/bin/mbstream",
+        ] {
+            assert!(m.binaries.iter().any(|b| b.to == bin), "{bin} missing");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! backoff, metrics, events, readiness and graceful shutdown; the manager adds leader election
 //! ([`leader`]), the HTTP endpoints ([`http`]) and logging ([`telemetry`]). See `docs/core.md`.
 
+pub mod allowlist;
 pub mod apply;
 pub mod backoff;
 pub mod crd;
@@ -20,6 +21,7 @@ pub mod product;
 pub mod runner;
 pub mod shutdown;
 pub mod status;
+pub mod supervise;
 pub mod telemetry;
 
 #[cfg(test)]

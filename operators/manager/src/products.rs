@@ -7,6 +7,7 @@ use agility_core::ProductController;
 pub fn all() -> Vec<Box<dyn ProductController>> {
     vec![
         Box::new(agility_redis::RedisController),
+        Box::new(agility_rds::RdsController),
         Box::new(agility_kms::KmsController),
         Box::new(agility_oss::OssController),
         Box::new(agility_node_agent::controller::NodeController),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -171,37 +171,10 @@ pub struct Tls {
     pub secret_name: Option<String>,
 }
 
-/// The allowlist: up to 1,000 IPs/CIDRs plus pod/namespace selectors.
-#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Allowlist {
-    /// IPs or CIDRs (IPv4 or IPv6) allowed to connect, at most 1,000.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000), schema_with = "ip_blocks_schema")]
-    pub ip_blocks: Vec<String>,
-    /// Pods allowed to connect (in the namespaces of `namespaceSelector`, or this namespace).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
-    pub peers: Vec<Peer>,
-    /// Keep the default rule admitting every pod of the instance's namespace (default true).
-    #[serde(default = "yes")]
-    pub same_namespace: bool,
-}
+pub use agility_core::allowlist::{Allowlist, Peer};
 
 fn yes() -> bool {
     true
-}
-
-/// Pods allowed to connect.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Peer {
-    /// Pods with these labels (all pods when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_selector: Option<LabelSelector>,
-    /// In namespaces with these labels (the instance's namespace when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_selector: Option<LabelSelector>,
 }
 
 /// Persistence settings.
@@ -482,21 +455,6 @@ fn parameters_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "object",
         "description": "Supported Redis settings (docs/redis.md); other names are rejected.",
         "properties": properties,
-    })
-}
-
-fn ip_blocks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "maxItems": 1000,
-        "items": {
-            "type": "string",
-            "maxLength": 64,
-            "x-kubernetes-validations": [{
-                "rule": "isIP(self) || isCIDR(self)",
-                "messageExpression": "'not an IP address or CIDR: ' + self",
-            }],
-        },
     })
 }
 

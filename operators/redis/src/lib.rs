@@ -72,17 +72,7 @@ pub fn settings_from_env() -> (OperatorSettings, OperatorPeer) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(defaults.request_percent),
     };
-    let operator = OperatorPeer {
-        namespace: env("POD_NAMESPACE").unwrap_or_else(|| "agility-system".into()),
-        pod_labels: [
-            ("app.kubernetes.io/part-of".to_owned(), "agility".to_owned()),
-            (
-                "app.kubernetes.io/component".to_owned(),
-                "operator".to_owned(),
-            ),
-        ]
-        .into(),
-    };
+    let operator = OperatorPeer::from_env();
     (settings, operator)
 }
 

@@ -4,86 +4,21 @@
 //! is open to every namespace so any Prometheus can scrape it.
 
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::crd::{Edition, RedisInstance};
 use crate::names;
 use crate::plan::Plan;
 
-/// Where the operator runs, so its probes are admitted.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct OperatorPeer {
-    /// The operator's namespace.
-    pub namespace: String,
-    /// Labels of the operator pods.
-    pub pod_labels: std::collections::BTreeMap<String, String>,
-}
-
-fn tcp(port: i32) -> NetworkPolicyPort {
-    NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
-}
-
-fn selector(labels: std::collections::BTreeMap<String, String>) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(labels),
-        ..Default::default()
-    }
-}
-
-/// `a.b.c.d` → `a.b.c.d/32` (NetworkPolicy ipBlocks take CIDRs only).
-pub fn as_cidr(entry: &str) -> String {
-    if entry.contains('/') {
-        entry.to_owned()
-    } else if entry.contains(':') {
-        format!("{entry}/128")
-    } else {
-        format!("{entry}/32")
-    }
-}
+pub use agility_core::allowlist::OperatorPeer;
+use agility_core::allowlist::{match_labels as selector, tcp};
 
 /// The allowlist's peers.
 pub fn allowlist_peers(instance: &RedisInstance) -> Vec<NetworkPolicyPeer> {
-    let allow = instance
-        .spec
-        .allowlist
-        .clone()
-        .unwrap_or_else(|| crate::crd::Allowlist {
-            same_namespace: true,
-            ..Default::default()
-        });
-    let mut peers = Vec::new();
-    if allow.same_namespace {
-        peers.push(NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector::default()),
-            ..Default::default()
-        });
-    }
-    for block in &allow.ip_blocks {
-        peers.push(NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: as_cidr(block.trim()),
-                except: None,
-            }),
-            ..Default::default()
-        });
-    }
-    for p in &allow.peers {
-        peers.push(NetworkPolicyPeer {
-            pod_selector: Some(p.pod_selector.clone().unwrap_or_default()),
-            namespace_selector: p.namespace_selector.clone(),
-            ..Default::default()
-        });
-    }
-    peers
+    agility_core::allowlist::allowlist_peers(instance.spec.allowlist.as_ref())
 }
 
 /// The NetworkPolicy.
@@ -100,17 +35,7 @@ pub fn network_policy(
         pod_selector: Some(selector(super::pod_selector(instance))),
         ..Default::default()
     };
-    let operator_pods = NetworkPolicyPeer {
-        pod_selector: Some(selector(operator.pod_labels.clone())),
-        namespace_selector: Some(selector(
-            [(
-                "kubernetes.io/metadata.name".to_owned(),
-                operator.namespace.clone(),
-            )]
-            .into(),
-        )),
-        ..Default::default()
-    };
+    let operator_pods = operator.peer();
     let mut ingress = vec![NetworkPolicyIngressRule {
         from: Some(vec![own_pods, operator_pods]),
         ports: Some(data_ports),
@@ -196,7 +121,7 @@ mod tests {
         );
         assert_eq!(
             rules[2].ports.as_ref().unwrap()[0].port,
-            Some(IntOrString::Int(9121))
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9121))
         );
     }
 
