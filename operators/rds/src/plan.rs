@@ -119,6 +119,7 @@ mod tests {
             storage: Storage {
                 size: "20Gi".into(),
                 storage_class_name: None,
+                volume_permissions: false,
             },
             ..Default::default()
         }

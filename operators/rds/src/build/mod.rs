@@ -62,6 +62,7 @@ pub(crate) mod fixtures {
             storage: Storage {
                 size: "20Gi".into(),
                 storage_class_name: None,
+                volume_permissions: false,
             },
             ..Default::default()
         }

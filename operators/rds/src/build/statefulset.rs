@@ -244,8 +244,37 @@ fn pod_spec(instance: &RdsInstance, plan: &Plan, set: PodSet) -> PodSpec {
         security_context: Some(security_context()),
         ..Default::default()
     };
+    let mut init_containers = Vec::new();
+    if instance.spec.storage.volume_permissions {
+        init_containers.push(Container {
+            name: "volume-permissions".into(),
+            image: Some(plan.image.clone()),
+            image_pull_policy: Some(plan.image_pull_policy.clone()),
+            command: Some(vec![
+                "/bin/busybox".into(),
+                "chown".into(),
+                format!("{MYSQL_UID}:{MYSQL_UID}"),
+                names::DATA_PATH.into(),
+            ]),
+            volume_mounts: Some(vec![mount(names::DATA_VOLUME, names::DATA_PATH, false)]),
+            security_context: Some(SecurityContext {
+                run_as_user: Some(0),
+                run_as_group: Some(0),
+                run_as_non_root: Some(false),
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                capabilities: Some(Capabilities {
+                    add: Some(vec!["CHOWN".into()]),
+                    drop: Some(vec!["ALL".into()]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    init_containers.push(init);
     PodSpec {
-        init_containers: Some(vec![init]),
+        init_containers: Some(init_containers),
         containers: vec![server],
         volumes: Some(volumes(instance)),
         // The supervisor reaches the pods itself; no API access from the data plane.
@@ -254,7 +283,8 @@ fn pod_spec(instance: &RdsInstance, plan: &Plan, set: PodSet) -> PodSpec {
         termination_grace_period_seconds: Some(30),
         security_context: Some(PodSecurityContext {
             fs_group: Some(MYSQL_UID),
-            run_as_non_root: Some(true),
+            // The volume-permissions container (opt-in) is the only root one.
+            run_as_non_root: Some(!instance.spec.storage.volume_permissions),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 ..Default::default()
@@ -418,6 +448,26 @@ mod tests {
             env.iter()
                 .any(|e| e.name == "SERVER_ID_BASE" && e.value.as_deref() == Some("101"))
         );
+    }
+
+    #[test]
+    fn volume_permissions_add_a_chown_only_root_container() {
+        let mut s = spec();
+        s.storage.volume_permissions = true;
+        let i = instance(s);
+        let p = plan(&i.spec, &OperatorSettings::default()).unwrap();
+        let sts = statefulset(&i, &p, PodSet::Ha, &PodFacts::default());
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let inits = pod.init_containers.unwrap();
+        assert_eq!(inits.len(), 2);
+        let caps = inits[0]
+            .security_context
+            .clone()
+            .unwrap()
+            .capabilities
+            .unwrap();
+        assert_eq!(caps.add.unwrap(), vec!["CHOWN".to_owned()]);
+        assert_eq!(inits[1].name, names::INIT_CONTAINER);
     }
 
     #[test]

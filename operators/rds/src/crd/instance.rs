@@ -111,6 +111,11 @@ pub struct Storage {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.storage.storageClassName is immutable"))]
     pub storage_class_name: Option<String>,
+    /// Run a root init container (only CAP_CHOWN) that gives the volume to the mysql user, for
+    /// volume plugins that ignore fsGroup (hostPath, kind's local-path). Default false: it needs
+    /// a namespace that admits a root container.
+    #[serde(default)]
+    pub volume_permissions: bool,
 }
 
 /// Service priority × replication mode.
