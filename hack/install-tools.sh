@@ -26,12 +26,36 @@ for pkg in qemu-system-x86 busybox-static cpio kmod lvm2 thin-provisioning-tools
   e2fsprogs iproute2 iputils-ping ethtool binutils jq xz-utils; do
   dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$' || missing+=("$pkg")
 done
+# MariaDB 10.11 (Debian's): the RDS dataplane tests (operators/rds/tests/dataplane.rs) start their
+# own mariadbd processes in temp dirs, so the packaged service must never run: a policy-rc.d that
+# denies every start is in place for the install, and the unit is disabled afterwards.
+mariadb_missing=
+for pkg in mariadb-server mariadb-client mariadb-backup; do
+  dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$' ||
+    { missing+=("$pkg"); mariadb_missing=1; }
+done
+own_policy=
+if [ -n "$mariadb_missing" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  own_policy=1
+  # Removed even when apt fails, so later package installs start their services as usual.
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt)" >&2
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
     apt-get update >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
   fi
+fi
+if [ -n "$own_policy" ]; then
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+fi
+# The package enables the unit for the next boot even when its start was denied.
+if [ -n "$mariadb_missing" ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now mariadb >&2 || true
 fi
 
 # install <name> <module> <version> <binary path> [ldflags]

@@ -1,6 +1,7 @@
 {{/*
 RBAC of the rds controller (RdsInstance, RdsAccount, RdsDatabase). Pods: the HA supervisor reads
-them, moves the role label (patch) and fences a failed primary (delete). Secrets: the system
+them, moves the role label (patch) and fences a failed primary (delete); it deletes a diverged
+node's volume claim to rebuild it. Secrets: the system
 Secret and the accounts' connection Secrets it writes, users' password Secrets it reads. The
 finalizer on accounts and databases needs update on those kinds.
 */}}
@@ -23,6 +24,10 @@ finalizer on accounts and databases needs update on those kinds.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch", "delete"]
+# Rebuilding a diverged node re-creates its volume claim empty.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

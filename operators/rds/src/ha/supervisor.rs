@@ -109,6 +109,9 @@ impl Default for Timing {
     }
 }
 
+/// A re-created node that still cannot follow is not re-created again for this long.
+const REBUILD_BACKOFF: Duration = Duration::from_secs(600);
+
 /// `rpl_semi_sync_master_timeout` for Sync: never fall back (about 49 days).
 const SYNC_TIMEOUT_MS: u64 = u32::MAX as u64;
 
@@ -184,6 +187,7 @@ struct InstanceTask {
     semi_sync_was_on: bool,
     had_primary: bool,
     reported_rebuild: Vec<String>,
+    rebuilt_at: HashMap<String, Instant>,
     last_wait: Option<String>,
     last_failover: Option<FailoverStatus>,
 }
@@ -205,6 +209,7 @@ impl InstanceTask {
             semi_sync_was_on: false,
             had_primary,
             reported_rebuild: Vec::new(),
+            rebuilt_at: HashMap::new(),
             last_wait: None,
             last_failover: None,
         }
@@ -305,14 +310,10 @@ impl InstanceTask {
         let (_, conn) = mem.conn.as_mut()?;
         match dataplane::probe(conn).await {
             Ok(p) => {
-                let hb = heartbeats(conn).await;
+                mem.heartbeats = heartbeats(conn).await;
+                mem.received = p.replica.as_ref().map(|r| r.gtid_io_pos.to_string());
                 mem.last_ok = Some(Instant::now());
                 mem.last_probe = Some(p.clone());
-                let received = p.replica.as_ref().map(|r| r.gtid_io_pos.to_string());
-                let heard = hb.is_some() && hb != mem.heartbeats || received != mem.received;
-                mem.heartbeats = hb;
-                mem.received = received;
-                let _ = heard;
                 Some(p)
             }
             Err(e) => {
@@ -397,6 +398,7 @@ impl InstanceTask {
             had_primary: self.had_primary,
             timing: self.sup.timing.decide,
         };
+        self.unstick_rebuilt(&ha).await;
         let decision = decide::decide(&obs);
         let mut primary = labelled.clone();
         if !decision.is_steady() {
@@ -568,18 +570,7 @@ impl InstanceTask {
                     source,
                     reason,
                 } => {
-                    if !self.reported_rebuild.contains(node) {
-                        self.reported_rebuild.push(node.clone());
-                        self.event(
-                            Severity::Warning,
-                            "RebuildRequired",
-                            &format!(
-                                "{node} cannot replicate from {source} ({}): it must be re-cloned; automatic rebuild is not implemented yet (delete its PVC and pod to re-create it empty)",
-                                reason.as_str()
-                            ),
-                        )
-                        .await;
-                    }
+                    self.rebuild(node, source, reason.as_str()).await;
                 }
             }
         }
@@ -590,6 +581,76 @@ impl InstanceTask {
                 .iter()
                 .any(|a| matches!(a, Action::Rebuild { node, .. } if node == n))
         });
+    }
+
+    /// Re-creates `node` empty so it replays the primary's binary log from the start: its data
+    /// diverged (errant transactions, which the new primary never had and no client of the
+    /// current primary saw) or cannot follow the primary. Its volume claim and pod are deleted;
+    /// the StatefulSet makes both again. Once per node per [`REBUILD_BACKOFF`]: if the fresh node
+    /// cannot follow either (the primary purged old binlogs: error 1236), a clone from a backup
+    /// is needed, which is not automated yet, and status says so.
+    async fn rebuild(&mut self, node: &str, source: &str, reason: &str) {
+        let recent = self
+            .rebuilt_at
+            .get(node)
+            .is_some_and(|t| t.elapsed() < REBUILD_BACKOFF);
+        if recent {
+            if !self.reported_rebuild.iter().any(|n| n == node) {
+                self.reported_rebuild.push(node.to_owned());
+                self.event(
+                    Severity::Warning,
+                    "RebuildRequired",
+                    &format!(
+                        "{node} still cannot replicate from {source} ({reason}) after being re-created empty: the primary's binary log no longer starts at the beginning; a clone from a backup is needed (not automated yet)"
+                    ),
+                )
+                .await;
+            }
+            return;
+        }
+        self.rebuilt_at.insert(node.to_owned(), Instant::now());
+        warn!(instance = %self.name(), %node, %reason, "re-creating a diverged node empty");
+        self.event(
+            Severity::Warning,
+            "Rebuilding",
+            &format!("{node} diverged from {source} ({reason}): re-creating it empty to replay the primary's binary log"),
+        )
+        .await;
+        let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.sup.client.clone(), self.namespace());
+        let claim = format!("{}-{node}", names::DATA_VOLUME);
+        if let Err(e) = pvcs.delete(&claim, &DeleteParams::background()).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+        {
+            warn!(%claim, error = %e, "cannot delete the volume claim");
+            return;
+        }
+        self.delete_pod_now(node).await;
+        if let Some(m) = self.nodes.get_mut(node) {
+            m.conn = None;
+        }
+    }
+
+    /// A pod re-created while its old claim was still terminating can stay Pending on a claim
+    /// that no longer exists: deleting it again lets the StatefulSet make claim and pod anew.
+    async fn unstick_rebuilt(&mut self, ha: &[Option<Pod>]) {
+        for pod in ha.iter().flatten() {
+            let name = pod.name_any();
+            let pending = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending");
+            let rebuilt = self.rebuilt_at.get(&name).is_some_and(|t| {
+                t.elapsed() > Duration::from_secs(20) && t.elapsed() < REBUILD_BACKOFF
+            });
+            if !pending || !rebuilt {
+                continue;
+            }
+            let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                Api::namespaced(self.sup.client.clone(), self.namespace());
+            let claim = format!("{}-{name}", names::DATA_VOLUME);
+            if let Ok(None) = pvcs.get_opt(&claim).await {
+                info!(pod = %name, "re-creating a pod left Pending on its deleted claim");
+                self.delete_pod_now(&name).await;
+            }
+        }
     }
 
     /// Applies what `node` received (as `apply` says), then opens it for writes.
