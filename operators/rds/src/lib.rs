@@ -126,6 +126,7 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         names::CONTROLLER,
         ctx.instance().map(str::to_owned),
     );
+    let client_for_dependents = client.clone();
     let supervisor = Arc::new(Supervisor::new(
         client,
         pods,
@@ -154,10 +155,68 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
         .trigger(triggers)
         .run(controller::reconcile, state);
     let account_state = Arc::new(account::AccountState);
+    // An instance change (e.g. its first primary) re-reconciles its accounts and databases at
+    // once instead of at their next backoff.
     let accounts = Runner::<RdsAccount>::new(ctx.clone())
         .owns::<Secret>()
+        .trigger(dependents::<RdsAccount>(&client_for_dependents, |a| {
+            a.spec.instance_name.clone()
+        }))
         .run(account::reconcile_account, account_state.clone());
-    let databases = Runner::<RdsDatabase>::new(ctx).run(account::reconcile_database, account_state);
+    let databases = Runner::<RdsDatabase>::new(ctx)
+        .trigger(dependents::<RdsDatabase>(&client_for_dependents, |d| {
+            d.spec.instance_name.clone()
+        }))
+        .run(account::reconcile_database, account_state);
     let (a, b, c) = tokio::join!(instances, accounts, databases);
     a.and(b).and(c)
+}
+
+/// Keys of the `K` objects (accounts or databases) naming an RdsInstance that changed: a
+/// watch of instances joined with a cache of `K`.
+fn dependents<K>(
+    client: &kube::Client,
+    instance_of: fn(&K) -> String,
+) -> futures::stream::BoxStream<'static, agility_core::ObjectKey>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let cache = reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(cache);
+    watcher(
+        Api::<RdsInstance>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(move |i| {
+        let store = store.clone();
+        async move {
+            let i = i.ok()?;
+            let ns = i.metadata.namespace.clone();
+            let name = i.metadata.name.clone()?;
+            let keys: Vec<agility_core::ObjectKey> = store
+                .state()
+                .iter()
+                .filter(|k| k.meta().namespace == ns && instance_of(k) == name)
+                .filter_map(|k| Some((ns.clone(), k.meta().name.clone()?)))
+                .collect();
+            Some(futures::stream::iter(keys))
+        }
+    })
+    .flatten()
+    .boxed()
 }

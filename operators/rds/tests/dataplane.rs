@@ -659,7 +659,8 @@ async fn a_frozen_server_fails_calls_in_time() {
     let err = dataplane::probe(&mut conn).await.unwrap_err();
     assert!(matches!(err, DataplaneError::QueryTimeout { .. }), "{err}");
     assert!(
-        t0.elapsed() < Duration::from_millis(1800),
+        // 1 s timeout; the slack is for a loaded CI machine, not for the server.
+        t0.elapsed() < Duration::from_millis(3000),
         "{:?}",
         t0.elapsed()
     );
@@ -672,7 +673,8 @@ async fn a_frozen_server_fails_calls_in_time() {
         "{err}"
     );
     assert!(
-        t0.elapsed() < Duration::from_millis(1800),
+        // 1 s timeout; the slack is for a loaded CI machine, not for the server.
+        t0.elapsed() < Duration::from_millis(3000),
         "{:?}",
         t0.elapsed()
     );

@@ -203,6 +203,17 @@ impl MariaDb {
     /// SIGSTOP: the process keeps its sockets but answers nothing.
     pub fn freeze(&self) {
         self.signal("-STOP");
+        // The signal is asynchronous: wait until the kernel reports the process stopped.
+        let stat = format!("/proc/{}/stat", self.child.id());
+        for _ in 0..200 {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            let after_comm = state.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            if after_comm.is_some_and(|r| r.starts_with('T')) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("mariadbd {} did not stop", self.child.id());
     }
 
     /// SIGCONT.
