@@ -15,6 +15,9 @@ use kube::core::GroupVersionKind;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
+mod support;
+use support::{kubectl, kubectl_apply};
+
 /// The test host and the node's bridge: where the test's connections come from.
 const TEST_SOURCES: &str = r#"["10.250.0.0/24", "10.244.0.1/32"]"#;
 
@@ -432,38 +435,6 @@ async fn accounts_grants_and_failover_without_losing_acknowledged_writes() {
     let status = api(&ns, "RdsInstance").get("db").await.expect("status");
     assert!(status.data["status"]["lastFailover"]["to"].is_string());
     ns.finish().await.expect("clean up");
-}
-
-fn kubectl() -> String {
-    std::env::var("KUBECTL").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/agility/kubernetes-v1.34.4/bin/kubectl",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
-/// `kubectl apply` of `yaml`; returns (success, stderr).
-fn kubectl_apply(ns: &str, yaml: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(kubectl())
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(yaml.as_bytes())
-        .expect("write yaml");
-    let out = child.wait_with_output().expect("kubectl output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -108,6 +108,23 @@ impl Metrics {
         &self.registry
     }
 
+    /// A product's own counter family, registered once (a second registration of the same name,
+    /// e.g. after a leader change restarted the controller, logs and keeps the new unregistered
+    /// family working rather than failing the controller).
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> crate::Result<prometheus::IntCounterVec> {
+        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+            .map_err(|e| crate::Error::Internal(format!("metric {name}: {e}")))?;
+        if let Err(e) = self.registry.register(Box::new(family.clone())) {
+            tracing::warn!(metric = name, error = %e, "cannot register the metric");
+        }
+        Ok(family)
+    }
+
     /// Text exposition format (what `/metrics` serves).
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();

@@ -6,8 +6,53 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::watcher::{self, watcher};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::labels;
+
+/// A cache of the data pods one controller runs (`component` pods it manages, in every
+/// namespace), for supervisors that probe them. Filled in the background until `stop`.
+pub fn data_pods(
+    client: &kube::Client,
+    controller: &str,
+    component: &str,
+    stop: CancellationToken,
+) -> Store<Pod> {
+    let selector = format!(
+        "{}={},{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE,
+        labels::CONTROLLER,
+        controller,
+        labels::COMPONENT,
+        component
+    );
+    let (pods, writer) = reflector::store::<Pod>();
+    let events = reflector(
+        writer,
+        watcher(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        ),
+    )
+    .default_backoff()
+    .applied_objects();
+    tokio::spawn(async move {
+        let drain = events.for_each(|_| futures::future::ready(()));
+        tokio::select! {
+            () = drain => {}
+            () = stop.cancelled() => {}
+        }
+    });
+    pods
+}
 
 /// `(namespace, name)`.
 pub type TaskKey = (String, String);

@@ -27,7 +27,7 @@ use agility_core::product::BoxFuture;
 use agility_core::{ControllerContext, ProductController, Runner};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -78,48 +78,17 @@ async fn run(ctx: ControllerContext) -> agility_core::Result<()> {
     let client = ctx.client().clone();
     let shutdown = ctx.shutdown().clone();
     // Database pods of every instance, for the supervisor (ours only, by label).
-    let selector = format!(
-        "{}={},{}={},{}={}",
-        agility_core::labels::MANAGED_BY,
-        agility_core::labels::MANAGED_BY_VALUE,
-        agility_core::labels::CONTROLLER,
+    let pods = agility_core::supervise::data_pods(
+        &client,
         names::CONTROLLER,
-        agility_core::labels::COMPONENT,
-        names::COMPONENT_SERVER
+        names::COMPONENT_SERVER,
+        shutdown.clone(),
     );
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = reflector(
-        writer,
-        watcher(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-        ),
-    )
-    .default_backoff()
-    .applied_objects();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let drain = pod_events.for_each(|_| futures::future::ready(()));
-        tokio::select! {
-            () = drain => {}
-            () = stop.cancelled() => {}
-        }
-    });
-    let failovers = prometheus::IntCounterVec::new(
-        prometheus::Opts::new(
-            "agility_rds_failovers_total",
-            "Automatic failovers carried out, by reason",
-        ),
+    let failovers = ctx.metrics().counter_vec(
+        "agility_rds_failovers_total",
+        "Automatic failovers carried out, by reason",
         &["namespace", "name", "reason"],
-    )
-    .map_err(|e| agility_core::Error::Internal(format!("metric: {e}")))?;
-    if let Err(e) = ctx
-        .metrics()
-        .registry()
-        .register(Box::new(failovers.clone()))
-    {
-        tracing::warn!(error = %e, "cannot register agility_rds_failovers_total");
-    }
+    )?;
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = EventPublisher::new(
         client.clone(),

@@ -190,3 +190,36 @@ pub fn boto3_python() -> String {
             .expect("install-tools prints the boto3 python")
     })
 }
+
+/// The kubectl the harness builds (`KUBECTL` overrides it).
+pub fn kubectl() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/agility/kubernetes-v1.34.4/bin/kubectl",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+/// `kubectl apply` of `yaml` in `ns` (so admission runs as for a user); returns (success, stderr).
+pub fn kubectl_apply(ns: &str, yaml: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(kubectl())
+        .args(["apply", "-n", ns, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write yaml");
+    let out = child.wait_with_output().expect("kubectl output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -22,8 +22,8 @@ use super::decide::{self, Action, ApplyWait, Decision, Node, Observation};
 use super::observe;
 use crate::crd::{FailoverStatus, NodeStatus, Priority, Replication};
 use crate::dataplane::{
-    self, Connection, Endpoint, GlobalValue, GtidPos, GtidState, NodeProbe, ReplicationSource,
-    SemiSync, Timeouts, Tls,
+    self, Connection, Endpoint, GlobalValue, GtidPos, NodeProbe, ReplicationSource, SemiSync,
+    Timeouts, Tls,
 };
 use crate::names;
 
@@ -183,7 +183,6 @@ struct InstanceTask {
     started: Instant,
     nodes: HashMap<String, NodeMemory>,
     last_primary_position: Option<GtidPos>,
-    last_primary_state: Option<GtidState>,
     semi_sync_was_on: bool,
     had_primary: bool,
     reported_rebuild: Vec<String>,
@@ -205,7 +204,6 @@ impl InstanceTask {
             started: Instant::now(),
             nodes: HashMap::new(),
             last_primary_position: None,
-            last_primary_state: None,
             semi_sync_was_on: false,
             had_primary,
             reported_rebuild: Vec::new(),
@@ -357,14 +355,17 @@ impl InstanceTask {
                 heard[i] = self.heard_recently(&ha_names[i], before);
             }
         }
-        // The primary's last good probe: the reference for data-loss and errant checks.
+        // The primary's last good probe: the reference for data-loss checks. Errant transactions
+        // are judged only against a primary that answered this round: a standby that received
+        // more after the primary's last probe is ahead of that snapshot, not errant.
+        let mut live_primary_state = None;
         if let Some(i) = labelled
             .as_ref()
             .and_then(|l| ha_names.iter().position(|n| n == l))
             && let Some(p) = &probes[i]
         {
             self.last_primary_position = Some(p.gtid_binlog_pos.clone());
-            self.last_primary_state = Some(p.gtid_binlog_state.clone());
+            live_primary_state = Some(p.gtid_binlog_state.clone());
             self.semi_sync_was_on = p.semi_sync.master_status;
             self.had_primary = true;
         }
@@ -379,7 +380,7 @@ impl InstanceTask {
                 .map_or(now - self.started, |t| now - t),
             status: probes[i]
                 .as_ref()
-                .map(|p| observe::status(p, &ha_refs, self.last_primary_state.as_ref(), heard[i])),
+                .map(|p| observe::status(p, &ha_refs, live_primary_state.as_ref(), heard[i])),
         });
         let obs = Observation {
             priority: match config.priority {
