@@ -171,9 +171,18 @@ fn volumes(instance: &RdsInstance) -> Vec<Volume> {
 }
 
 fn resources(plan: &Plan) -> ResourceRequirements {
+    // The API server writes whole cores as "1", not "1000m": the same spelling keeps the
+    // applied object equal to the live one (no drift repair at every reconcile).
+    let cpu_quantity = |m: u64| {
+        if m.is_multiple_of(1000) {
+            (m / 1000).to_string()
+        } else {
+            format!("{m}m")
+        }
+    };
     let pair = |cpu: u64, mem: u64| {
         BTreeMap::from([
-            ("cpu".to_owned(), Quantity(format!("{cpu}m"))),
+            ("cpu".to_owned(), Quantity(cpu_quantity(cpu))),
             ("memory".to_owned(), Quantity(format_bytes(mem))),
         ])
     };
@@ -424,9 +433,12 @@ mod tests {
             env.iter()
                 .any(|e| e.name == "SERVER_ID_BASE" && e.value.as_deref() == Some("1"))
         );
+        let limits = c.resources.as_ref().unwrap().limits.clone().unwrap();
+        assert_eq!(limits["memory"], Quantity("1Gi".into()));
         assert_eq!(
-            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"],
-            Quantity("1Gi".into())
+            limits["cpu"],
+            Quantity("1".into()),
+            "as the API server spells it"
         );
     }
 

@@ -109,6 +109,9 @@ impl Default for Timing {
     }
 }
 
+/// Rounds in a row a node must look errant before it is rebuilt.
+const ERRANT_ROUNDS: u32 = 3;
+
 /// A re-created node that still cannot follow is not re-created again for this long.
 const REBUILD_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -187,6 +190,10 @@ struct InstanceTask {
     had_primary: bool,
     reported_rebuild: Vec<String>,
     rebuilt_at: HashMap<String, Instant>,
+    errant_rounds: HashMap<String, u32>,
+    /// The primary that last answered with its label (a different node elected after it is a
+    /// failover even when its pod came back without the label).
+    last_primary: Option<String>,
     last_wait: Option<String>,
     last_failover: Option<FailoverStatus>,
 }
@@ -208,6 +215,8 @@ impl InstanceTask {
             had_primary,
             reported_rebuild: Vec::new(),
             rebuilt_at: HashMap::new(),
+            errant_rounds: HashMap::new(),
+            last_primary: None,
             last_wait: None,
             last_failover: None,
         }
@@ -344,8 +353,13 @@ impl InstanceTask {
 
         let mut probes: [Option<NodeProbe>; 2] = [None, None];
         let mut heard = [false, false];
-        for (i, pod) in ha.iter().enumerate() {
-            if let Some(pod) = pod {
+        // The primary last: everything a standby legitimately holds then came from the primary
+        // before its probe, so the errant check cannot mistake "received after the primary's
+        // probe" for "errant".
+        let mut order: Vec<usize> = (0..2).collect();
+        order.sort_by_key(|&i| Some(&ha_names[i]) == labelled.as_ref());
+        for i in order {
+            if let Some(pod) = &ha[i] {
                 let before = self
                     .nodes
                     .get(&ha_names[i])
@@ -370,7 +384,7 @@ impl InstanceTask {
             self.had_primary = true;
         }
         let now = Instant::now();
-        let nodes: [Node; 2] = std::array::from_fn(|i| Node {
+        let mut nodes: [Node; 2] = std::array::from_fn(|i| Node {
             name: ha_names[i].clone(),
             pod_exists: ha[i].is_some(),
             since_last_ok: self
@@ -382,6 +396,23 @@ impl InstanceTask {
                 .as_ref()
                 .map(|p| observe::status(p, &ha_refs, live_primary_state.as_ref(), heard[i])),
         });
+        // A rebuild destroys the node's data: errant must be seen in several rounds in a row,
+        // never on one probe that may have raced a commit.
+        for n in nodes.iter_mut() {
+            let count = self.errant_rounds.entry(n.name.clone()).or_default();
+            match n.status.as_mut() {
+                Some(st) if st.errant => {
+                    *count += 1;
+                    st.errant = *count >= ERRANT_ROUNDS;
+                }
+                _ => *count = 0,
+            }
+        }
+        if let Some(l) = &labelled
+            && probes[ha_names.iter().position(|n| n == l).unwrap_or(0)].is_some()
+        {
+            self.last_primary = Some(l.clone());
+        }
         let obs = Observation {
             priority: match config.priority {
                 Priority::RpoFirst => decide::Priority::RpoFirst,
@@ -489,8 +520,18 @@ impl InstanceTask {
                     {
                         *primary = Some(p.clone());
                         self.label_roles(p, &ha_names).await;
-                        self.event(Severity::Normal, reason, &format!("{p} is the primary"))
-                            .await;
+                        match self.last_primary.clone().filter(|prev| prev != p) {
+                            // The old primary's pod came back without its label before the
+                            // failure was confirmed: electing the other node is a failover.
+                            Some(prev) => {
+                                self.record_failover(&prev, p, "PrimaryLost", false).await
+                            }
+                            None => {
+                                self.event(Severity::Normal, reason, &format!("{p} is the primary"))
+                                    .await
+                            }
+                        }
+                        self.last_primary = Some(p.clone());
                     }
                 }
                 Action::Failover {
@@ -520,29 +561,9 @@ impl InstanceTask {
                         } else {
                             "PrimaryDeleted"
                         };
-                        self.sup
-                            .failovers
-                            .with_label_values(&[self.namespace(), self.name(), reason])
-                            .inc();
-                        self.last_failover = Some(FailoverStatus {
-                            time: now_rfc3339(),
-                            from: from.clone(),
-                            to: to.clone(),
-                            reason: reason.into(),
-                            possible_data_loss: *possible_loss,
-                        });
-                        let loss = if *possible_loss {
-                            " (RTO-first: transactions the standby had not received may be lost)"
-                        } else {
-                            ""
-                        };
-                        warn!(instance = %self.name(), %from, %to, reason, ms = started.elapsed().as_millis() as u64, "failover");
-                        self.event(
-                            Severity::Warning,
-                            "Failover",
-                            &format!("{from} failed ({reason}); promoted {to}{loss}"),
-                        )
-                        .await;
+                        info!(instance = %self.name(), ms = started.elapsed().as_millis() as u64, "promoted");
+                        self.record_failover(from, to, reason, *possible_loss).await;
+                        self.last_primary = Some(to.clone());
                     }
                 }
                 Action::Rejoin { node, source } => {
@@ -582,6 +603,33 @@ impl InstanceTask {
                 .iter()
                 .any(|a| matches!(a, Action::Rebuild { node, .. } if node == n))
         });
+    }
+
+    /// Counts, records (status) and announces (event) a failover.
+    async fn record_failover(&mut self, from: &str, to: &str, reason: &str, possible_loss: bool) {
+        self.sup
+            .failovers
+            .with_label_values(&[self.namespace(), self.name(), reason])
+            .inc();
+        self.last_failover = Some(FailoverStatus {
+            time: now_rfc3339(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            reason: reason.into(),
+            possible_data_loss: possible_loss,
+        });
+        let loss = if possible_loss {
+            " (RTO-first: transactions the standby had not received may be lost)"
+        } else {
+            ""
+        };
+        warn!(instance = %self.name(), %from, %to, reason, "failover");
+        self.event(
+            Severity::Warning,
+            "Failover",
+            &format!("{from} failed ({reason}); promoted {to}{loss}"),
+        )
+        .await;
     }
 
     /// Re-creates `node` empty so it replays the primary's binary log from the start: its data
@@ -671,7 +719,6 @@ impl InstanceTask {
                 ApplyWait::Complete => Duration::from_secs(600),
                 ApplyWait::AtMost(d) => d,
             };
-            // A long apply needs a longer statement timeout than a probe: own session.
             match dataplane::wait_for_gtid(c, &pos, wait).await {
                 Ok(true) => {}
                 Ok(false) => warn!(%node, "promoting before the relay log was fully applied"),
