@@ -69,7 +69,9 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
-        read_only: Some(read_only),
+        // Unset rather than `false`: the API server drops a false readOnly, and the applied
+        // object must equal the live one (no drift repair at every reconcile).
+        read_only: read_only.then_some(true),
         ..Default::default()
     }
 }

@@ -103,8 +103,13 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             interval: Duration::from_secs(1),
-            probe_timeout: Duration::from_millis(1500),
-            decide: decide::Timing::default(),
+            probe_timeout: Duration::from_secs(2),
+            // 5 s of failed probes (not 3): a busy node must not look dead; a frozen primary
+            // takes ~5 s to lose the standby's heartbeat view anyway.
+            decide: decide::Timing {
+                detect_after: Duration::from_secs(5),
+                ..decide::Timing::default()
+            },
         }
     }
 }
@@ -178,6 +183,10 @@ struct NodeMemory {
     last_probe: Option<NodeProbe>,
     heartbeats: Option<u64>,
     received: Option<String>,
+    /// The source its IO thread was last seen connected to. A standby that has not connected
+    /// to the primary since it (re)joined gives no view of the primary: "connecting" then
+    /// means "starting", not "lost it".
+    connected_to: Option<String>,
 }
 
 struct InstanceTask {
@@ -384,6 +393,15 @@ impl InstanceTask {
             self.had_primary = true;
         }
         let now = Instant::now();
+        for (i, p) in probes.iter().enumerate() {
+            let Some(r) = p.as_ref().and_then(|p| p.replica.as_ref()) else {
+                continue;
+            };
+            let mem = self.nodes.entry(ha_names[i].clone()).or_default();
+            if r.io_running == dataplane::IoState::Yes {
+                mem.connected_to = Some(r.master_host.clone());
+            }
+        }
         let mut nodes: [Node; 2] = std::array::from_fn(|i| Node {
             name: ha_names[i].clone(),
             pod_exists: ha[i].is_some(),
@@ -396,6 +414,22 @@ impl InstanceTask {
                 .as_ref()
                 .map(|p| observe::status(p, &ha_refs, live_primary_state.as_ref(), heard[i])),
         });
+        for (i, n) in nodes.iter_mut().enumerate() {
+            let seen = self
+                .nodes
+                .get(&ha_names[i])
+                .and_then(|m| m.connected_to.clone());
+            let host = probes[i]
+                .as_ref()
+                .and_then(|p| p.replica.as_ref())
+                .map(|r| r.master_host.clone());
+            if let Some(st) = n.status.as_mut()
+                && st.io_thread != decide::IoThread::Connected
+                && seen != host
+            {
+                st.replicating_from = None;
+            }
+        }
         // A rebuild destroys the node's data: errant must be seen in several rounds in a row,
         // never on one probe that may have raced a commit.
         for n in nodes.iter_mut() {
@@ -561,7 +595,7 @@ impl InstanceTask {
                         } else {
                             "PrimaryDeleted"
                         };
-                        info!(instance = %self.name(), ms = started.elapsed().as_millis() as u64, "promoted");
+                        info!(namespace = %self.namespace(), instance = %self.name(), ms = started.elapsed().as_millis() as u64, "promoted");
                         self.record_failover(from, to, reason, *possible_loss).await;
                         self.last_primary = Some(to.clone());
                     }
@@ -572,7 +606,7 @@ impl InstanceTask {
                     if let Some(c) = self.conn(node).await {
                         match dataplane::make_replica(c, &src, semi).await {
                             Ok(true) => {
-                                info!(instance = %self.name(), %node, %source, "replica (re)joined");
+                                info!(namespace = %self.namespace(), instance = %self.name(), %node, %source, "replica (re)joined");
                                 let n = node.clone();
                                 self.set_role(&n, names::ROLE_STANDBY).await;
                                 self.event(
@@ -623,7 +657,7 @@ impl InstanceTask {
         } else {
             ""
         };
-        warn!(instance = %self.name(), %from, %to, reason, "failover");
+        warn!(namespace = %self.namespace(), instance = %self.name(), %from, %to, reason, "failover");
         self.event(
             Severity::Warning,
             "Failover",
@@ -658,7 +692,7 @@ impl InstanceTask {
             return;
         }
         self.rebuilt_at.insert(node.to_owned(), Instant::now());
-        warn!(instance = %self.name(), %node, %reason, "re-creating a diverged node empty");
+        warn!(namespace = %self.namespace(), instance = %self.name(), %node, %reason, "re-creating a diverged node empty");
         self.event(
             Severity::Warning,
             "Rebuilding",
@@ -712,6 +746,7 @@ impl InstanceTask {
     ) -> bool {
         let semi = Self::semi_sync(config);
         let Some(c) = self.conn(node).await else {
+            warn!(namespace = %self.namespace(), instance = %self.name(), %node, "cannot promote: no session to the node");
             return false;
         };
         if let Some(pos) = received.filter(|p| !p.is_empty()) {
@@ -907,7 +942,7 @@ impl InstanceTask {
         };
         if waiting != self.last_wait {
             if let Some(w) = &waiting {
-                info!(instance = %self.name(), reason = %w, "waiting");
+                info!(namespace = %self.namespace(), instance = %self.name(), reason = %w, "waiting");
             }
             self.last_wait = waiting;
         }
