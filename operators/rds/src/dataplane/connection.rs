@@ -192,8 +192,25 @@ impl Connection {
     }
 
     async fn execute_inner(&mut self, sql: &str, secret: bool) -> Result<(), DataplaneError> {
+        self.execute_bounded(sql, self.query_timeout, secret).await
+    }
+
+    /// Like [`Connection::execute`], for a statement expected to take up to `timeout`.
+    pub(crate) async fn execute_within(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<(), DataplaneError> {
+        self.execute_bounded(sql, timeout, false).await
+    }
+
+    async fn execute_bounded(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+        secret: bool,
+    ) -> Result<(), DataplaneError> {
         let what = summary(sql);
-        let timeout = self.query_timeout;
         let conn = self.open()?;
         let result = tokio::time::timeout(timeout, conn.query_drop(sql)).await;
         self.settle(result, what, timeout, secret)

@@ -13,6 +13,9 @@ use super::probe::{replica_status, single_row};
 use super::quote;
 use super::row::{flag, text, uint};
 
+/// Longest wait for `STOP SLAVE` on a node about to be promoted (above `slave_net_timeout`).
+const STOP_SLAVE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Semi-synchronous replication on a primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SemiSync {
@@ -72,7 +75,10 @@ pub async fn make_primary(
 ) -> Result<bool, DataplaneError> {
     let mut changed = false;
     if replica_status(conn).await?.is_some() {
-        conn.execute("STOP SLAVE").await?;
+        // The IO thread may be blocked reading from a frozen primary: STOP SLAVE returns when
+        // that read gives up (slave_net_timeout, 5 s) or the old primary's socket closes.
+        conn.execute_within("STOP SLAVE", STOP_SLAVE_TIMEOUT)
+            .await?;
         conn.execute("RESET SLAVE ALL").await?;
         changed = true;
     }

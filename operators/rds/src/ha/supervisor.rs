@@ -617,7 +617,9 @@ impl InstanceTask {
                                 .await;
                             }
                             Ok(false) => {}
-                            Err(e) => warn!(%node, error = %e, "rejoin failed"),
+                            Err(e) => {
+                                warn!(namespace = %self.namespace(), %node, error = %e, "rejoin failed")
+                            }
                         }
                     }
                 }
@@ -705,7 +707,7 @@ impl InstanceTask {
         if let Err(e) = pvcs.delete(&claim, &DeleteParams::background()).await
             && !matches!(&e, kube::Error::Api(s) if s.code == 404)
         {
-            warn!(%claim, error = %e, "cannot delete the volume claim");
+            warn!(namespace = %self.namespace(), %claim, error = %e, "cannot delete the volume claim");
             return;
         }
         self.delete_pod_now(node).await;
@@ -730,7 +732,7 @@ impl InstanceTask {
                 Api::namespaced(self.sup.client.clone(), self.namespace());
             let claim = format!("{}-{name}", names::DATA_VOLUME);
             if let Ok(None) = pvcs.get_opt(&claim).await {
-                info!(pod = %name, "re-creating a pod left Pending on its deleted claim");
+                info!(namespace = %self.namespace(), pod = %name, "re-creating a pod left Pending on its deleted claim");
                 self.delete_pod_now(&name).await;
             }
         }
@@ -756,8 +758,12 @@ impl InstanceTask {
             };
             match dataplane::wait_for_gtid(c, &pos, wait).await {
                 Ok(true) => {}
-                Ok(false) => warn!(%node, "promoting before the relay log was fully applied"),
-                Err(e) => warn!(%node, error = %e, "waiting for the relay log failed"),
+                Ok(false) => {
+                    warn!(namespace = %self.namespace(), %node, "promoting before the relay log was fully applied")
+                }
+                Err(e) => {
+                    warn!(namespace = %self.namespace(), %node, error = %e, "waiting for the relay log failed")
+                }
             }
         }
         let Some(c) = self.conn(node).await else {
@@ -766,7 +772,7 @@ impl InstanceTask {
         match dataplane::make_primary(c, semi).await {
             Ok(_) => true,
             Err(e) => {
-                warn!(%node, error = %e, "promotion failed");
+                warn!(namespace = %self.namespace(), %node, error = %e, "promotion failed");
                 if let Some(m) = self.nodes.get_mut(node) {
                     m.conn = None;
                 }
@@ -795,7 +801,7 @@ impl InstanceTask {
             }
             Ok(_) => {}
             Err(e) => {
-                warn!(%node, error = %e, "fencing by SQL failed; deleting the pod");
+                warn!(namespace = %self.namespace(), %node, error = %e, "fencing by SQL failed; deleting the pod");
                 self.delete_pod_now(node).await;
             }
         }
@@ -823,7 +829,7 @@ impl InstanceTask {
                 if let Some(c) = self.conn(n).await
                     && let Err(e) = dataplane::set_global(c, k, &global_value(v), &allowed).await
                 {
-                    debug!(node = %n, param = %k, error = %e, "online parameter");
+                    debug!(namespace = %self.namespace(), node = %n, param = %k, error = %e, "online parameter");
                 }
             }
         }
@@ -838,9 +844,13 @@ impl InstanceTask {
             let n = pod.name_any();
             if let Some(c) = self.conn(&n).await {
                 match dataplane::make_replica(c, &src, false).await {
-                    Ok(true) => info!(replica = %n, %primary, "read replica follows the primary"),
+                    Ok(true) => {
+                        info!(namespace = %self.namespace(), replica = %n, %primary, "read replica follows the primary")
+                    }
                     Ok(false) => {}
-                    Err(e) => warn!(replica = %n, error = %e, "read replica"),
+                    Err(e) => {
+                        warn!(namespace = %self.namespace(), replica = %n, error = %e, "read replica")
+                    }
                 }
             }
         }
@@ -863,7 +873,7 @@ impl InstanceTask {
             .await
             && !matches!(&e, kube::Error::Api(s) if s.code == 404)
         {
-            warn!(%pod, error = %e, "cannot label the pod");
+            warn!(namespace = %self.namespace(), %pod, error = %e, "cannot label the pod");
         }
     }
 
@@ -876,7 +886,7 @@ impl InstanceTask {
         if let Err(e) = api.delete(pod, &dp).await
             && !matches!(&e, kube::Error::Api(s) if s.code == 404)
         {
-            warn!(%pod, error = %e, "cannot delete the pod");
+            warn!(namespace = %self.namespace(), %pod, error = %e, "cannot delete the pod");
         }
     }
 
