@@ -16,7 +16,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
 mod support;
-use support::{kubectl, kubectl_apply};
+use support::kubectl_apply;
 
 /// The test host and the node's bridge: where the test's connections come from.
 const TEST_SOURCES: &str = r#"["10.250.0.0/24", "10.244.0.1/32"]"#;
@@ -143,18 +143,26 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
     }
 }
 
+/// The pod labelled primary, waiting up to 60 s while a failover moves the label.
 async fn primary_pod(ns: &TestNamespace, name: &str) -> String {
-    let pods = ns
-        .api::<Pod>()
-        .list(&ListParams::default().labels(&format!(
-            "app.kubernetes.io/instance={name},rds.agility.dev/role=primary"
-        )))
-        .await
-        .expect("list pods");
-    pods.items
-        .into_iter()
-        .find_map(|p| p.metadata.name)
-        .expect("a pod labelled primary")
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&format!(
+                "app.kubernetes.io/instance={name},rds.agility.dev/role=primary"
+            )))
+            .await
+            .expect("list pods");
+        if let Some(p) = pods.items.into_iter().find_map(|p| p.metadata.name) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pod labelled primary for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One INSERT in autocommit through the endpoint: acknowledged when the server said OK.
@@ -308,13 +316,11 @@ async fn accounts_grants_and_failover_without_losing_acknowledged_writes() {
         started.elapsed().as_secs_f64()
     );
 
-    let objects = format!(
-        "apiVersion: rds.agility.dev/v1alpha1\nkind: RdsDatabase\nmetadata: {{name: shop}}\nspec: {{instanceName: db, name: shop, deletionPolicy: Delete}}\n---\n\
-         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {{name: app}}\nspec:\n  instanceName: db\n  username: app\n  privileges: [{{database: shop, role: ReadWrite}}]\n---\n\
-         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {{name: reader}}\nspec:\n  instanceName: db\n  username: reader\n  privileges: [{{database: shop, role: ReadOnly}}]\n---\n\
-         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {{name: dba}}\nspec: {{instanceName: db, username: dba, type: Privileged}}\n"
-    );
-    ns.apply_yaml(&objects)
+    let objects = "apiVersion: rds.agility.dev/v1alpha1\nkind: RdsDatabase\nmetadata: {name: shop}\nspec: {instanceName: db, name: shop, deletionPolicy: Delete}\n---\n\
+         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {name: app}\nspec:\n  instanceName: db\n  username: app\n  privileges: [{database: shop, role: ReadWrite}]\n---\n\
+         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {name: reader}\nspec:\n  instanceName: db\n  username: reader\n  privileges: [{database: shop, role: ReadOnly}]\n---\n\
+         apiVersion: rds.agility.dev/v1alpha1\nkind: RdsAccount\nmetadata: {name: dba}\nspec: {instanceName: db, username: dba, type: Privileged}\n";
+    ns.apply_yaml(objects)
         .await
         .expect("apply accounts and database");
     wait_ready(&ns, "RdsDatabase", "shop", Duration::from_secs(120)).await;
