@@ -209,12 +209,14 @@ impl Load {
         }
     }
 
-    /// Writes until one is acknowledged (by a server other than `old_server_id` when given).
+    /// Writes until one is acknowledged by a new primary: another server than `old_server_id`,
+    /// or the same server restarted after the fault (a write still taken by the dying process
+    /// is counted as acknowledged but does not end the wait).
     async fn until_new_primary(
         &mut self,
         ns: &TestNamespace,
         c: &Creds,
-        old_server_id: Option<u32>,
+        old_server_id: u32,
         since: Instant,
     ) -> Duration {
         let deadline = since + Duration::from_secs(120);
@@ -234,10 +236,15 @@ impl Load {
                 match insert(cn, self.next).await {
                     Ok(()) => {
                         self.acked.insert(self.next);
-                        let id: Option<u32> =
-                            cn.query_first("SELECT @@server_id").await.ok().flatten();
-                        if old_server_id.is_none() || id.is_some_and(|id| Some(id) != old_server_id)
-                        {
+                        let who: Option<(u32, u64)> = cn
+                            .query_first(
+                                "SELECT @@server_id, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'",
+                            )
+                            .await
+                            .ok()
+                            .flatten();
+                        let restarted = |uptime: u64| uptime < since.elapsed().as_secs();
+                        if who.is_some_and(|(id, up)| id != old_server_id || restarted(up)) {
                             return since.elapsed();
                         }
                     }
@@ -407,11 +414,12 @@ async fn accounts_grants_and_failover_without_losing_acknowledged_writes() {
     // The StatefulSet re-creates the pod at once: whichever node is primary first (the standby
     // promoted, or the restarted node reopened with all its data) takes the writes.
     let old = primary_pod(&ns, "db").await;
+    let old_id = server_id(&ns, &app).await;
     let t0 = Instant::now();
     faults::delete_pod(&ns, &old, Some(0))
         .await
         .expect("delete the primary");
-    let crash = load.until_new_primary(&ns, &app, None, t0).await;
+    let crash = load.until_new_primary(&ns, &app, old_id, t0).await;
     println!(
         "primary pod deleted: first acknowledged write through the endpoint after {:.2} s (primary now {})",
         crash.as_secs_f64(),
@@ -428,7 +436,7 @@ async fn accounts_grants_and_failover_without_losing_acknowledged_writes() {
     load.run_for(&ns, &app, Duration::from_secs(2)).await;
     let t0 = Instant::now();
     faults::freeze(&ns, &old).await.expect("freeze the primary");
-    let frozen = load.until_new_primary(&ns, &app, Some(old_id), t0).await;
+    let frozen = load.until_new_primary(&ns, &app, old_id, t0).await;
     println!(
         "failover (primary frozen): first acknowledged write on the new primary after {:.2} s",
         frozen.as_secs_f64()
