@@ -361,6 +361,9 @@ start_node() {
   apply_addons
   start_daemon "$PIDS" coredns "$LOGS/coredns.log" \
     nsenter --net="$NETNS_PATH" "$COREDNS_BIN/coredns" -conf "$DIR/Corefile"
+  # kube-router exits at once if the kubelet has not registered the Node yet, and then no
+  # NetworkPolicy is enforced for the whole run: wait for the Node object first.
+  wait_for 90 "the Node object" node_kubectl get node "$NODE_NAME"
   start_daemon "$PIDS" kube-router "$LOGS/kube-router.log" \
     nsenter --net="$NETNS_PATH" "$KUBE_ROUTER_BIN/kube-router" \
     --kubeconfig "$DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \

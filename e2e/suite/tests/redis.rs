@@ -606,7 +606,17 @@ async fn allowlist_admits_listed_pods_and_blocks_the_rest() {
     let pw = password(&ns, name).await;
     let host = format!("{name}.{}.svc.cluster.local", ns.name());
 
-    // The allowed pod gets through (retry: the policy agent programs new pods a moment later).
+    // The policy agent programs new pods a moment later, and until it has, traffic is not
+    // filtered at all: first wait until the denied pod is refused (the policy is in force).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ping_from(&ns, "denied", &host, &pw).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the allowlist NetworkPolicy was not enforced within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The allowed pod gets through.
     let deadline = Instant::now() + Duration::from_secs(30);
     let admitted = loop {
         match ping_from(&ns, "allowed", &host, &pw).await {
